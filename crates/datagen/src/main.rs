@@ -1,0 +1,184 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use datagen::Config;
+use idgraph_core::BatchId;
+
+const EXAMPLES: &str = "\
+Examples:
+  # The initial population: 10,000 profiles and the datasets that go with them, under data/
+  datagen --records 10000
+
+  # The same, reproducibly different: another seed, smaller IP and device pools, gzip
+  datagen --records 10000 --seed 7 --uniqueness 10 --gzip --out /tmp/idgraph
+
+  # Dirty data (duplicates, case/space variants, empty fields, malformed rows) and ground truth
+  datagen --records 100000 --dirty-rate 0.05 --truth --force
+
+  # An incremental batch about the same people (run after the initial population)
+  datagen --incremental --records 2000 --timestamp 20260115_060000
+
+  # A machine-readable report
+  datagen --records 1000 --force --json | jq .rows
+
+Output layout (under --out):
+  datasets/sources/initial/<dataset>/<dataset>_data_full.csv
+  datasets/sources/incremental/<dataset>/<YYYYMMDD_HHMMSS>/<dataset>_data_inc.csv
+  datasets/truth/...            with --truth: line,person_id for every row about a person
+  datasets/sources/datagen_state.json   the population incremental batches refer to";
+
+/// Generate mock first-party (CRM), cookie, clickstream and transaction datasets for an
+/// identity graph: seeded, parallel, with identities that overlap across datasets.
+#[derive(Debug, Parser)]
+#[command(name = "datagen", version, after_help = EXAMPLES)]
+struct Cli {
+    /// First-party profiles to generate (the initial population, or one incremental batch).
+    /// The other datasets scale with it: as many purchases, about 0.75x clickstream sessions
+    /// (a third of them web sessions with a cookie) and about 0.25x cookies.
+    #[arg(short = 'n', long, value_name = "N", default_value = "10000", value_parser = positive_count, allow_hyphen_values = true)]
+    records: u64,
+
+    /// Size of the client-IP and device-id pools, in percent of --records (1 to 100).
+    #[arg(short, long, value_name = "PCT", default_value_t = 30, value_parser = percentage, allow_hyphen_values = true)]
+    uniqueness: u32,
+
+    /// Random seed. The same arguments and seed give byte-identical files. [default: 42 for the
+    /// initial population; a batch uses the population's]
+    #[arg(short, long, value_name = "SEED")]
+    seed: Option<u64>,
+
+    /// Generate an incremental batch about the existing population under --out: new profiles,
+    /// profile updates, and sessions, cookies and purchases of known and new people.
+    #[arg(long)]
+    incremental: bool,
+
+    /// The incremental batch's UTC timestamp, YYYYMMDD_HHMMSS. [default: now]
+    #[arg(long, value_name = "YYYYMMDD_HHMMSS", requires = "incremental")]
+    timestamp: Option<BatchId>,
+
+    /// In an incremental batch, the share of profile rows that update existing people, and the
+    /// chance that a purchase, session or cookie belongs to an existing person (0 to 1).
+    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = fraction, allow_hyphen_values = true)]
+    update_share: f64,
+
+    /// The initial population's "today" (yyyy-MM-dd): events fall in the ten years before it,
+    /// birthdays give ages 12 to 115 on it. Fixed by default so that output is reproducible.
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<chrono::NaiveDate>,
+
+    /// Root folder of the datasets/ tree.
+    #[arg(short, long, value_name = "ROOT", default_value = "data")]
+    out: PathBuf,
+
+    /// Fraction of rows made dirty the way real exports are (0 to 1).
+    #[arg(long, value_name = "R", default_value_t = 0.0, value_parser = fraction, allow_hyphen_values = true)]
+    dirty_rate: f64,
+
+    /// Also write ground truth: for every row about a person, its line and the person's id.
+    #[arg(long)]
+    truth: bool,
+
+    /// Worker threads. [default: one per core]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+
+    /// Replace existing output.
+    #[arg(short, long)]
+    force: bool,
+
+    /// Write gzip-compressed files (.csv.gz).
+    #[arg(long)]
+    gzip: bool,
+
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn positive_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= i128::from(u64::MAX) => Ok(n as u64),
+        Ok(_) => Err(format!("expected a whole number of at least 1, got {s}")),
+        Err(_) => Err(format!("expected a whole number of at least 1, got `{s}`")),
+    }
+}
+
+fn percentage(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n as u32),
+        _ => Err(format!("expected a percentage from 1 to 100, got `{s}`")),
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("expected a fraction from 0 to 1, got `{s}`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line that names the problem, as for every other error: clap's first
+            // paragraph (before its usage and hints), folded onto one line.
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("datagen: error: {line} (see datagen --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let config = Config {
+        root: cli.out,
+        records: cli.records,
+        uniqueness: cli.uniqueness,
+        seed: cli.seed,
+        incremental: cli.incremental,
+        batch: cli.timestamp,
+        update_share: cli.update_share,
+        as_of: cli.as_of,
+        dirty_rate: cli.dirty_rate,
+        truth: cli.truth,
+        threads: cli.threads.map(usize::from),
+        force: cli.force,
+        gzip: cli.gzip,
+        progress: !cli.quiet && !cli.json && std::io::stderr().is_terminal(),
+    };
+    match datagen::generate(&config) {
+        Ok(report) => {
+            if cli.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("datagen: error: cannot encode the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                for warning in &report.warnings {
+                    eprintln!("datagen: warning: {warning}");
+                }
+            } else {
+                print!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("datagen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
