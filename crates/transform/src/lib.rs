@@ -1,0 +1,586 @@
+//! Source datasets to normalised, deduplicated, Neptune-valid Gremlin CSV.
+//!
+//! ```text
+//! read (local or S3)  ->  parse + map, in parallel chunks (elements::map_chunk, no I/O)
+//!                     ->  merge and sort per label (polars)  ->  write per label
+//!                     ->  publish the batch: graph/<batch>/{vertices,edges}/, manifest.json,
+//!                         rejects.csv
+//! ```
+//!
+//! Every source row is used, counted as an exact duplicate of an earlier row, or rejected with
+//! its file, line, column and reason; the manifest reconciles the three per dataset.
+
+mod elements;
+mod frames;
+mod ids;
+mod mapping;
+mod normalise;
+mod source;
+mod storage;
+mod write;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use idgraph_core::{BatchId, Dataset, Layout, SourceKind, SourceSchemas};
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use elements::Reject;
+pub use ids::{edge_id, vertex_id};
+pub use mapping::{DEFAULT_MAPPING_TOML, Mapping, MappingError};
+pub use normalise::Normaliser;
+pub use storage::{Location, Store};
+pub use write::GraphFile;
+
+use elements::{Chunk, EdgeRows, VertexRows, map_chunk};
+
+/// Why a run failed. Messages name the file, column or location concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Storage(String),
+    #[error("{0}")]
+    Output(String),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(
+        "batch {batch}: {rejects} of {rows} rows rejected ({:.2}%), more than --max-reject-rate {:.2}%; \
+         the graph was not written. Every reject is in {rejects_file}; the first: {first}",
+        100.0 * *rejects as f64 / (*rows).max(1) as f64,
+        100.0 * max_rate
+    )]
+    TooManyRejects {
+        batch: String,
+        rejects: u64,
+        rows: u64,
+        max_rate: f64,
+        rejects_file: String,
+        first: String,
+    },
+    #[error(
+        "batch {0} is already transformed (its manifest.json exists); pass --force to transform it again"
+    )]
+    AlreadyTransformed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Which sources to transform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// `datasets/sources/initial/`.
+    Initial,
+    /// One incremental batch.
+    Batch(BatchId),
+    /// Every incremental batch that has no graph output yet, oldest first.
+    Pending,
+}
+
+/// A transform request.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub input: Location,
+    pub output: Location,
+    pub selection: Selection,
+    pub mapping: Mapping,
+    /// Fail when more than this fraction of rows is rejected.
+    pub max_reject_rate: f64,
+    /// Split a label's file after this many bytes of text.
+    pub max_file_bytes: u64,
+    pub gzip: bool,
+    pub force: bool,
+    pub progress: bool,
+}
+
+/// Rows of one dataset in one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DatasetCounts {
+    pub dataset: String,
+    /// Source files read, relative to the input root.
+    pub files: Vec<String>,
+    pub rows_read: u64,
+    pub rows_used: u64,
+    /// Rows identical (after parsing) to an earlier row of the dataset in the batch.
+    pub duplicates: u64,
+    pub rejects: u64,
+}
+
+/// What a batch's graph output holds. Written as `manifest.json` beside `vertices/` and `edges/`;
+/// it depends only on the sources and the mapping (not on where they were read or written).
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// `initial`, or the batch timestamp.
+    pub batch: String,
+    pub mapping_sha256: String,
+    pub files: Vec<GraphFile>,
+    pub vertices: BTreeMap<String, u64>,
+    pub edges: BTreeMap<String, u64>,
+    pub datasets: Vec<DatasetCounts>,
+    pub rejects_file: String,
+    /// Things worth knowing that lost no data (skipped files, byte-order marks).
+    pub notes: Vec<String>,
+}
+
+/// Seconds per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub read: f64,
+    pub parse_and_map: f64,
+    pub merge: f64,
+    pub write: f64,
+    pub publish: f64,
+    pub total: f64,
+}
+
+/// The result of transforming one batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub input: String,
+    pub output: String,
+    pub manifest: Manifest,
+    pub timings: Timings,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The result of a run: one report per batch transformed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub batches: Vec<BatchReport>,
+}
+
+const MANIFEST: &str = "manifest.json";
+const REJECTS: &str = "rejects.csv";
+/// Bytes of text per parallel parse chunk.
+const CHUNK_BYTES: usize = 4 << 20;
+
+fn batch_name(kind: &SourceKind) -> String {
+    match kind {
+        SourceKind::Initial => "initial".to_owned(),
+        SourceKind::Incremental(b) => b.to_string(),
+    }
+}
+
+/// Runs the transform for the selected batches.
+pub fn run(options: &Options) -> Result<RunReport, Error> {
+    let store = Store::default();
+    let kinds = match &options.selection {
+        Selection::Initial => vec![SourceKind::Initial],
+        Selection::Batch(batch) => vec![SourceKind::Incremental(batch.clone())],
+        Selection::Pending => pending_batches(&store, options)?
+            .into_iter()
+            .map(SourceKind::Incremental)
+            .collect(),
+    };
+    let mut batches = Vec::new();
+    for kind in kinds {
+        batches.push(transform_batch(&store, options, &kind)?);
+    }
+    Ok(RunReport { batches })
+}
+
+/// Incremental batches found under the input that have no manifest in the output yet.
+fn pending_batches(store: &Store, options: &Options) -> Result<Vec<BatchId>, Error> {
+    let mut found = std::collections::BTreeSet::new();
+    for dataset in Dataset::ALL {
+        let root = options.input.join(&format!(
+            "{}/incremental/{}",
+            Layout::SOURCES,
+            dataset.name()
+        ));
+        for object in store.list(&root)? {
+            if let Some(batch) = object
+                .relative
+                .split('/')
+                .next()
+                .and_then(|b| b.parse::<BatchId>().ok())
+            {
+                found.insert(batch);
+            }
+        }
+    }
+    let mut pending = Vec::new();
+    for batch in found {
+        let manifest = options
+            .output
+            .join(&Layout::graph_dir(&SourceKind::Incremental(batch.clone())))
+            .join(MANIFEST);
+        if !store.exists(&manifest)? {
+            pending.push(batch);
+        }
+    }
+    Ok(pending)
+}
+
+fn is_source_file(relative: &str) -> bool {
+    let hidden = relative.split('/').any(|part| part.starts_with('.'));
+    !hidden && (relative.ends_with(".csv") || relative.ends_with(".csv.gz"))
+}
+
+/// Everything one batch's rows produced, before merging.
+struct Gathered {
+    datasets: Vec<DatasetCounts>,
+    rejects: Vec<Reject>,
+    vertices: Vec<VertexRows>,
+    edges: Vec<EdgeRows>,
+    notes: Vec<String>,
+}
+
+fn gather(
+    store: &Store,
+    options: &Options,
+    kind: &SourceKind,
+    timings: &mut Timings,
+) -> Result<Gathered, Error> {
+    let mapping = &options.mapping;
+    let schemas = SourceSchemas::embedded();
+    let mut gathered = Gathered {
+        datasets: Vec::new(),
+        rejects: Vec::new(),
+        vertices: mapping
+            .vertices
+            .iter()
+            .map(|_| VertexRows::default())
+            .collect(),
+        edges: mapping.edges.iter().map(|_| EdgeRows::default()).collect(),
+        notes: Vec::new(),
+    };
+    for (label, rows) in mapping.vertices.iter().zip(&mut gathered.vertices) {
+        rows.props = vec![Vec::new(); label.properties.len()];
+    }
+    for (label, rows) in mapping.edges.iter().zip(&mut gathered.edges) {
+        rows.props = vec![Vec::new(); label.properties.len()];
+    }
+    let mut file_index = 0usize;
+    for dataset in Dataset::ALL {
+        let schema = schemas.get(dataset);
+        let dir_key = Layout::source_dir(kind, dataset);
+        let objects = store.list(&options.input.join(&dir_key))?;
+        let mut counts = DatasetCounts {
+            dataset: dataset.name().to_owned(),
+            ..DatasetCounts::default()
+        };
+        let mut seen_rows: HashSet<u128> = HashSet::new();
+        for object in objects {
+            let relative = format!("{dir_key}/{}", object.relative);
+            if !is_source_file(&object.relative) {
+                gathered
+                    .notes
+                    .push(format!("{relative}: skipped (not a .csv or .csv.gz file)"));
+                continue;
+            }
+            let started = Instant::now();
+            let bytes = store.read(&options.input.join(&relative))?;
+            timings.read += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            if bytes.is_empty() {
+                gathered
+                    .notes
+                    .push(format!("{relative}: empty file (no header, no rows)"));
+                counts.files.push(relative);
+                continue;
+            }
+            let decoded = source::decode(&relative, bytes)?;
+            gathered.notes.extend(decoded.notes.iter().cloned());
+            let text = decoded.text.as_str();
+            let mut records = gremlin_csv::Records::new(text);
+            let header = match records.next() {
+                Some(Ok(record)) => record,
+                Some(Err(e)) => {
+                    return Err(Error::Input(format!(
+                        "{relative}: line 1 (the header): {e}"
+                    )));
+                }
+                None => {
+                    return Err(Error::Input(format!("{relative}: no header row")));
+                }
+            };
+            source::check_header(&relative, schema, &header.fields)?;
+            // The header ends where the first data record starts.
+            let body_start = text
+                .match_indices('\n')
+                .nth(header_lines(&header) as usize - 1)
+                .map_or(text.len(), |(i, _)| i + 1);
+            let chunks =
+                source::split_chunks(text, body_start, header_lines(&header) + 1, CHUNK_BYTES);
+            let outputs: Vec<_> = chunks
+                .par_iter()
+                .map(|(range, first_line)| {
+                    map_chunk(
+                        mapping,
+                        Chunk {
+                            dataset,
+                            schema,
+                            file: &relative,
+                            file_index,
+                            text: &text[range.clone()],
+                            first_line: *first_line,
+                            lossy: decoded.lossy,
+                        },
+                    )
+                })
+                .collect();
+            for output in outputs {
+                counts.rows_read += output.rows;
+                counts.rejects += output.rejects.len() as u64;
+                gathered.rejects.extend(output.rejects);
+                for hash in output.row_hashes {
+                    if !seen_rows.insert(hash) {
+                        counts.duplicates += 1;
+                    }
+                }
+                for (all, mine) in gathered.vertices.iter_mut().zip(output.vertices) {
+                    all.append(mine);
+                }
+                for (all, mine) in gathered.edges.iter_mut().zip(output.edges) {
+                    all.append(mine);
+                }
+            }
+            counts.files.push(relative);
+            file_index += 1;
+            timings.parse_and_map += started.elapsed().as_secs_f64();
+        }
+        counts.rows_used = counts.rows_read - counts.rejects - counts.duplicates;
+        gathered.datasets.push(counts);
+    }
+    Ok(gathered)
+}
+
+/// Lines the header record spans (a quoted header name could hold a line break).
+fn header_lines(header: &gremlin_csv::Record<'_>) -> u64 {
+    1 + header
+        .fields
+        .iter()
+        .map(|f| f.text.matches('\n').count() as u64)
+        .sum::<u64>()
+}
+
+fn rejects_csv(rejects: &[Reject]) -> String {
+    let mut out = String::from("dataset,file,line,column,reason\n");
+    for r in rejects {
+        gremlin_csv::push_field(&mut out, r.dataset.name());
+        out.push(',');
+        gremlin_csv::push_field(&mut out, &r.file);
+        out.push(',');
+        out.push_str(&r.line.to_string());
+        out.push(',');
+        gremlin_csv::push_field(&mut out, r.column.as_deref().unwrap_or(""));
+        out.push(',');
+        gremlin_csv::push_field(&mut out, &r.reason);
+        out.push('\n');
+    }
+    out
+}
+
+fn local_staging(
+    options: &Options,
+    batch: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), Error> {
+    let fail = |e: std::io::Error| Error::Output(format!("cannot create a staging folder: {e}"));
+    match &options.output {
+        // Beside the final folder, so that publishing is one rename on the same file system.
+        Location::Local(root) => {
+            let graph = root.join(Layout::DATASETS).join("graph");
+            std::fs::create_dir_all(&graph)
+                .map_err(|e| Error::Output(format!("cannot create {}: {e}", graph.display())))?;
+            let dir = tempfile::Builder::new()
+                .prefix(&format!(".staging-{batch}-"))
+                .tempdir_in(&graph)
+                .map_err(fail)?;
+            Ok((dir.path().to_path_buf(), Some(dir)))
+        }
+        Location::S3 { .. } => {
+            let dir = tempfile::tempdir().map_err(fail)?;
+            Ok((dir.path().to_path_buf(), Some(dir)))
+        }
+    }
+}
+
+fn transform_batch(
+    store: &Store,
+    options: &Options,
+    kind: &SourceKind,
+) -> Result<BatchReport, Error> {
+    let started = Instant::now();
+    let batch = batch_name(kind);
+    let target = options.output.join(&Layout::graph_dir(kind));
+    if !options.force && store.exists(&target.join(MANIFEST))? {
+        return Err(Error::AlreadyTransformed(batch));
+    }
+    let mut timings = Timings::default();
+    let gathered = gather(store, options, kind, &mut timings)?;
+    let rows: u64 = gathered.datasets.iter().map(|d| d.rows_read).sum();
+    let rejected = gathered.rejects.len() as u64;
+    let rejects_text = rejects_csv(&gathered.rejects);
+    if rows > 0 && rejected as f64 > options.max_reject_rate * rows as f64 {
+        let rejects_at = target.join(REJECTS);
+        store.write(&rejects_at, rejects_text.into_bytes())?;
+        let first = gathered
+            .rejects
+            .first()
+            .map(|r| format!("{}:{}: {}", r.file, r.line, r.reason))
+            .unwrap_or_default();
+        return Err(Error::TooManyRejects {
+            batch,
+            rejects: rejected,
+            rows,
+            max_rate: options.max_reject_rate,
+            rejects_file: rejects_at.to_string(),
+            first,
+        });
+    }
+
+    let (staging, _guard) = local_staging(options, &batch)?;
+    let mapping = &options.mapping;
+    let (mut vertex_counts, mut edge_counts) = (BTreeMap::new(), BTreeMap::new());
+    let mut files = Vec::new();
+    let Gathered {
+        datasets,
+        vertices,
+        edges,
+        notes,
+        ..
+    } = gathered;
+    // Label by label, so that only one label's frame is in memory at a time.
+    for (label, rows) in mapping.vertices.iter().zip(vertices) {
+        let t = Instant::now();
+        let merged = frames::merge_vertices(&label.name, rows)?;
+        timings.merge += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        vertex_counts.insert(label.name.clone(), merged.ids.len() as u64);
+        files.extend(write::write_vertices(
+            &staging,
+            label,
+            &merged,
+            options.max_file_bytes,
+            options.gzip,
+        )?);
+        timings.write += t.elapsed().as_secs_f64();
+    }
+    for (label, rows) in mapping.edges.iter().zip(edges) {
+        let t = Instant::now();
+        let merged = frames::merge_edges(&label.name, rows)?;
+        timings.merge += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        edge_counts.insert(label.name.clone(), merged.ids.len() as u64);
+        files.extend(write::write_edges(
+            &staging,
+            label,
+            &merged,
+            options.max_file_bytes,
+            options.gzip,
+        )?);
+        timings.write += t.elapsed().as_secs_f64();
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let manifest = Manifest {
+        format: 1,
+        batch: batch.clone(),
+        mapping_sha256: mapping.text_sha256.clone(),
+        files,
+        vertices: vertex_counts,
+        edges: edge_counts,
+        datasets,
+        rejects_file: REJECTS.to_owned(),
+        notes,
+    };
+    let t = Instant::now();
+    let write_file = |name: &str, bytes: &[u8]| {
+        std::fs::write(staging.join(name), bytes).map_err(|e| {
+            Error::Output(format!(
+                "cannot write {}: {e}",
+                staging.join(name).display()
+            ))
+        })
+    };
+    write_file(REJECTS, rejects_text.as_bytes())?;
+    let mut manifest_text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    manifest_text.push(b'\n');
+    write_file(MANIFEST, &manifest_text)?;
+    publish(store, &staging, &target, &manifest)?;
+    timings.publish = t.elapsed().as_secs_f64();
+    timings.total = started.elapsed().as_secs_f64();
+    Ok(BatchReport {
+        input: options.input.to_string(),
+        output: target.to_string(),
+        manifest,
+        timings,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Moves a complete staged batch into place: locally by renaming the folder, on S3 by uploading
+/// every file and the manifest last (the manifest is what marks a batch as transformed).
+fn publish(
+    store: &Store,
+    staging: &Path,
+    target: &Location,
+    manifest: &Manifest,
+) -> Result<(), Error> {
+    match target {
+        Location::Local(final_dir) => {
+            let parent = final_dir.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Output(format!("cannot create {}: {e}", parent.display())))?;
+            let old = parent.join(format!(
+                ".replaced-{}-{}",
+                final_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            if final_dir.exists() {
+                // Only reached with --force, or when a failed run left rejects.csv alone.
+                std::fs::rename(final_dir, &old).map_err(|e| {
+                    Error::Output(format!("cannot move {} aside: {e}", final_dir.display()))
+                })?;
+            }
+            std::fs::rename(staging, final_dir).map_err(|e| {
+                Error::Output(format!(
+                    "cannot move the batch into {}: {e}",
+                    final_dir.display()
+                ))
+            })?;
+            if old.exists() {
+                std::fs::remove_dir_all(&old)
+                    .map_err(|e| Error::Output(format!("cannot remove {}: {e}", old.display())))?;
+            }
+            Ok(())
+        }
+        Location::S3 { .. } => {
+            let existing = store.list(target)?;
+            let mut names: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+            names.push(REJECTS.to_owned());
+            names.par_iter().try_for_each(|name| -> Result<(), Error> {
+                let bytes = std::fs::read(staging.join(name))
+                    .map_err(|e| Error::Output(format!("cannot read staged {name}: {e}")))?;
+                store.write(&target.join(name), bytes)
+            })?;
+            let manifest_bytes = std::fs::read(staging.join(MANIFEST))
+                .map_err(|e| Error::Output(format!("cannot read staged {MANIFEST}: {e}")))?;
+            store.write(&target.join(MANIFEST), manifest_bytes)?;
+            // Files of an earlier run that this one does not have.
+            for object in existing {
+                if object.relative != MANIFEST && !names.contains(&object.relative) {
+                    store.remove_all(&target.join(&object.relative))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The peak resident set size of this process (Linux), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,379 @@
+//! Where sources are read from and graph files written to: a local folder or an S3 prefix.
+//!
+//! S3 goes through `aws-sdk-s3` with the standard AWS configuration (credential chain,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`), so a local S3-compatible server is a
+//! matter of environment. Nothing here names a region, bucket or credential.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::Error;
+
+/// A folder or an S3 prefix. Keys below it use `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl FromStr for Location {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Location, String> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!(
+                    "`{s}` names no bucket (expected s3://BUCKET/PREFIX)"
+                ));
+            }
+            let prefix = prefix.trim_matches('/').to_owned();
+            Ok(Location::S3 {
+                bucket: bucket.to_owned(),
+                prefix,
+            })
+        } else if s.is_empty() {
+            Err("an empty path".to_owned())
+        } else {
+            Ok(Location::Local(PathBuf::from(s)))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(path) => write!(f, "{}", path.display()),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl Location {
+    /// The location of `key` (a relative path with `/` separators) below this one.
+    pub fn join(&self, key: &str) -> Location {
+        let key = key.trim_matches('/');
+        match self {
+            Location::Local(path) => Location::Local(path.join(key)),
+            Location::S3 { bucket, prefix } => Location::S3 {
+                bucket: bucket.clone(),
+                prefix: if prefix.is_empty() {
+                    key.to_owned()
+                } else if key.is_empty() {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}/{key}")
+                },
+            },
+        }
+    }
+}
+
+/// A file found under a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// The path or URI, for people.
+    pub name: String,
+    /// The path relative to the listed location, with `/` separators.
+    pub relative: String,
+    pub size: u64,
+}
+
+/// Reads and writes locations. The S3 client and its runtime are made on first use.
+#[derive(Debug, Default)]
+pub struct Store {
+    s3: std::sync::OnceLock<Result<S3, String>>,
+}
+
+#[derive(Debug)]
+struct S3 {
+    runtime: tokio::runtime::Runtime,
+    client: aws_sdk_s3::Client,
+}
+
+fn s3_error(action: &str, uri: &str, e: impl std::error::Error) -> Error {
+    // The SDK's Display is terse ("service error"); its source chain says what happened.
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    Error::Storage(format!("{action} {uri}: {message}"))
+}
+
+impl Store {
+    fn s3(&self) -> Result<&S3, Error> {
+        self.s3
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the S3 runtime: {e}"))?;
+                let client = runtime.block_on(async {
+                    let shared =
+                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+                    // Local S3-compatible servers (a custom endpoint) are addressed by path;
+                    // AWS itself by virtual host.
+                    if std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+                        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    {
+                        builder = builder.force_path_style(true);
+                    }
+                    aws_sdk_s3::Client::from_conf(builder.build())
+                });
+                Ok(S3 { runtime, client })
+            })
+            .as_ref()
+            .map_err(|e| Error::Storage(e.clone()))
+    }
+
+    /// Every file below `location`, sorted by relative path.
+    pub fn list(&self, location: &Location) -> Result<Vec<Object>, Error> {
+        let mut objects = match location {
+            Location::Local(root) => list_local(root)?,
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let list_prefix = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                };
+                s3.runtime.block_on(async {
+                    let mut out = Vec::new();
+                    let mut pages = s3
+                        .client
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .prefix(&list_prefix)
+                        .into_paginator()
+                        .send();
+                    while let Some(page) = pages.next().await {
+                        let page =
+                            page.map_err(|e| s3_error("cannot list", &location.to_string(), e))?;
+                        for object in page.contents() {
+                            let Some(key) = object.key() else { continue };
+                            // Folder placeholders hold nothing.
+                            if key.ends_with('/') {
+                                continue;
+                            }
+                            out.push(Object {
+                                name: format!("s3://{bucket}/{key}"),
+                                relative: key[list_prefix.len()..].to_owned(),
+                                size: object.size().unwrap_or(0).max(0) as u64,
+                            });
+                        }
+                    }
+                    Ok::<_, Error>(out)
+                })?
+            }
+        };
+        objects.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(objects)
+    }
+
+    pub fn read(&self, location: &Location) -> Result<Vec<u8>, Error> {
+        match location {
+            Location::Local(path) => std::fs::read(path)
+                .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display()))),
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let uri = location.to_string();
+                s3.runtime.block_on(async {
+                    let out = s3
+                        .client
+                        .get_object()
+                        .bucket(bucket)
+                        .key(prefix)
+                        .send()
+                        .await
+                        .map_err(|e| s3_error("cannot read", &uri, e))?;
+                    let bytes = out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| s3_error("cannot read", &uri, e))?;
+                    Ok(bytes.into_bytes().to_vec())
+                })
+            }
+        }
+    }
+
+    /// Writes a whole object. Locally through a temporary file and a rename.
+    pub fn write(&self, location: &Location, bytes: Vec<u8>) -> Result<(), Error> {
+        match location {
+            Location::Local(path) => write_local(path, &bytes),
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let uri = location.to_string();
+                s3.runtime.block_on(async {
+                    s3.client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(prefix)
+                        .body(bytes.into())
+                        .send()
+                        .await
+                        .map_err(|e| s3_error("cannot write", &uri, e))?;
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// Whether an object (or, locally, a file or folder) exists there.
+    pub fn exists(&self, location: &Location) -> Result<bool, Error> {
+        match location {
+            Location::Local(path) => Ok(path.exists()),
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let uri = location.to_string();
+                s3.runtime.block_on(async {
+                    match s3
+                        .client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(prefix)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(s3_error("cannot look up", &uri, e)),
+                    }
+                })
+            }
+        }
+    }
+
+    /// Removes every object below a location.
+    pub fn remove_all(&self, location: &Location) -> Result<(), Error> {
+        match location {
+            Location::Local(path) => match std::fs::remove_dir_all(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::Storage(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                ))),
+            },
+            Location::S3 { .. } => {
+                for object in self.list(location)? {
+                    let target = location.join(&object.relative);
+                    if let Location::S3 { bucket, prefix } = &target {
+                        let s3 = self.s3()?;
+                        s3.runtime.block_on(async {
+                            s3.client
+                                .delete_object()
+                                .bucket(bucket)
+                                .key(prefix)
+                                .send()
+                                .await
+                                .map_err(|e| s3_error("cannot delete", &object.name, e))
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn list_local(root: &Path) -> Result<Vec<Object>, Error> {
+    let mut out = Vec::new();
+    if !root.exists() {
+        return Ok(out);
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::Storage(format!("cannot list {}: {e}", dir.display())))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::Storage(format!("cannot list {}: {e}", dir.display())))?;
+            let path = entry.path();
+            let meta = entry
+                .metadata()
+                .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push(Object {
+                    name: path.display().to_string(),
+                    relative,
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_local(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Storage(format!("cannot create folder {}: {e}", dir.display())))?;
+    let fail = |e: std::io::Error| Error::Storage(format!("cannot write {}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder.tempfile_in(dir).map_err(fail)?;
+    temp.write_all(bytes).map_err(fail)?;
+    temp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_join() {
+        let s3: Location = "s3://bucket/a/b/"
+            .parse()
+            .unwrap_or_else(|e: String| panic!("{e}"));
+        assert_eq!(
+            s3,
+            Location::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(
+            s3.join("datasets/x.csv").to_string(),
+            "s3://bucket/a/b/datasets/x.csv"
+        );
+        let bare: Location = "s3://bucket"
+            .parse()
+            .unwrap_or_else(|e: String| panic!("{e}"));
+        assert_eq!(bare.join("k").to_string(), "s3://bucket/k");
+        assert!("s3:///x".parse::<Location>().is_err());
+        assert_eq!(
+            "data".parse::<Location>(),
+            Ok(Location::Local(PathBuf::from("data")))
+        );
+    }
+}
