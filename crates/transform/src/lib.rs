@@ -235,6 +235,7 @@ fn gather(
     options: &Options,
     kind: &SourceKind,
     timings: &mut Timings,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Gathered, Error> {
     let mapping = &options.mapping;
     let schemas = SourceSchemas::embedded();
@@ -273,6 +274,7 @@ fn gather(
                     .push(format!("{relative}: skipped (not a .csv or .csv.gz file)"));
                 continue;
             }
+            progress.set_message(format!("reading {relative}"));
             let started = Instant::now();
             let bytes = store.read(&options.input.join(&relative))?;
             timings.read += started.elapsed().as_secs_f64();
@@ -347,6 +349,17 @@ fn gather(
         counts.rows_used = counts.rows_read - counts.rejects - counts.duplicates;
         gathered.datasets.push(counts);
     }
+    if gathered.datasets.iter().all(|d| d.files.is_empty()) {
+        return Err(Error::Input(format!(
+            "no source files under {} for batch {} (expected {}/<dataset>/...csv[.gz]; run datagen first, or check --input)",
+            options.input,
+            batch_name(kind),
+            options.input.join(&match kind {
+                SourceKind::Initial => format!("{}/initial", Layout::SOURCES),
+                SourceKind::Incremental(b) => format!("{}/incremental/*/{b}", Layout::SOURCES),
+            })
+        )));
+    }
     Ok(gathered)
 }
 
@@ -412,7 +425,20 @@ fn transform_batch(
         return Err(Error::AlreadyTransformed(batch));
     }
     let mut timings = Timings::default();
-    let gathered = gather(store, options, kind, &mut timings)?;
+    let progress = if options.progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_prefix(format!("batch {batch}"));
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let gathered = gather(store, options, kind, &mut timings, &progress)?;
     let rows: u64 = gathered.datasets.iter().map(|d| d.rows_read).sum();
     let rejected = gathered.rejects.len() as u64;
     let rejects_text = rejects_csv(&gathered.rejects);
@@ -447,6 +473,7 @@ fn transform_batch(
     } = gathered;
     // Label by label, so that only one label's frame is in memory at a time.
     for (label, rows) in mapping.vertices.iter().zip(vertices) {
+        progress.set_message(format!("merging and writing {}", label.name));
         let t = Instant::now();
         let merged = frames::merge_vertices(&label.name, rows)?;
         timings.merge += t.elapsed().as_secs_f64();
@@ -462,6 +489,7 @@ fn transform_batch(
         timings.write += t.elapsed().as_secs_f64();
     }
     for (label, rows) in mapping.edges.iter().zip(edges) {
+        progress.set_message(format!("merging and writing {}", label.name));
         let t = Instant::now();
         let merged = frames::merge_edges(&label.name, rows)?;
         timings.merge += t.elapsed().as_secs_f64();
@@ -489,6 +517,7 @@ fn transform_batch(
         rejects_file: REJECTS.to_owned(),
         notes,
     };
+    progress.set_message(format!("publishing to {target}"));
     let t = Instant::now();
     let write_file = |name: &str, bytes: &[u8]| {
         std::fs::write(staging.join(name), bytes).map_err(|e| {
@@ -506,6 +535,7 @@ fn transform_batch(
     publish(store, &staging, &target, &manifest)?;
     timings.publish = t.elapsed().as_secs_f64();
     timings.total = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
     Ok(BatchReport {
         input: options.input.to_string(),
         output: target.to_string(),

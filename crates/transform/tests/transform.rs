@@ -658,6 +658,14 @@ mod inputs {
             .unwrap_or_default();
         assert!(e.contains("cut.csv.gz") && e.contains("gzip"), "{e}");
 
+        // No sources at all: an error that says where they were looked for.
+        let nothing = tempdir();
+        let e = attempt(nothing.path()).err().unwrap_or_default();
+        assert!(
+            e.contains("no source files") && e.contains("datasets/sources/initial"),
+            "{e}"
+        );
+
         // A renamed column: an error naming the file and the column.
         let renamed = HEADER.replace("external_id", "customer_ref") + ROW;
         let e = attempt(with_first_party("r.csv", renamed.as_bytes()).path())
