@@ -50,8 +50,8 @@ vertices, edges = sum(m["vertices"].values()), sum(m["edges"].values())
 rss = report["peak_rss_bytes"] or 0
 print(f"transform: {wall:.2f} s wall for {rows:,} source rows ({in_bytes / 1e6:,.0f} MB) -> "
       f"{vertices:,} vertices, {edges:,} edges, {len(m['files'])} files ({out_bytes / 1e6:,.0f} MB); peak RSS {rss / 1e6:,.0f} MB")
-print(f"  stages: read {t['read']:.2f} s, parse+map {t['parse_and_map']:.2f} s, merge {t['merge']:.2f} s, "
-      f"write {t['write']:.2f} s, publish {t['publish']:.2f} s")
+print(f"  stages: read {t['read']:.2f} s, parse+map {t['parse_and_map']:.2f} s, "
+      f"merge+write {t['merge_and_write']:.2f} s, publish {t['publish']:.2f} s")
 print(f"baseline: reading the inputs and writing {out_bytes / 1e6:,.0f} MB takes {baseline:.2f} s "
       f"-> transform/baseline = {wall / baseline:.2f}x")
 checks = [

@@ -6,13 +6,12 @@
 //! the latest value win.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use gremlin_csv::{Record, Records};
 use idgraph_core::{Dataset, DatasetSchema};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::ids::{edge_id, vertex_id};
+use crate::ids::{IdSet, edge_id, vertex_id};
 use crate::mapping::Mapping;
 use crate::source::{convert, sequence};
 
@@ -55,17 +54,41 @@ impl VertexRows {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
+    /// Drops rows that carry no property value and whose id `seen` already holds (they add
+    /// nothing to the merge), and records the ids of the rows kept.
+    pub fn drop_repeats(&mut self, seen: &mut IdSet) {
+        let keep: Vec<bool> = (0..self.ids.len())
+            .map(|r| {
+                let new = seen.insert(self.ids[r]);
+                new || self.props.iter().any(|p| p[r].is_some())
+            })
+            .collect();
+        retain_rows(&keep, &mut self.ids);
+        retain_rows(&keep, &mut self.seqs);
+        retain_rows(&keep, &mut self.keys);
+        for column in &mut self.props {
+            retain_rows(&keep, column);
+        }
     }
 
-    pub fn append(&mut self, mut other: VertexRows) {
-        self.ids.append(&mut other.ids);
-        self.seqs.append(&mut other.seqs);
-        self.keys.append(&mut other.keys);
-        for (mine, theirs) in self.props.iter_mut().zip(other.props) {
-            mine.extend(theirs);
+    /// Joins blocks of rows (in source order) at exact capacity.
+    pub fn concat(blocks: Vec<VertexRows>, properties: usize) -> VertexRows {
+        let n: usize = blocks.iter().map(|b| b.ids.len()).sum();
+        let mut all = VertexRows {
+            ids: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            props: (0..properties).map(|_| Vec::with_capacity(n)).collect(),
+        };
+        for block in blocks {
+            all.ids.extend(block.ids);
+            all.seqs.extend(block.seqs);
+            all.keys.extend(block.keys);
+            for (mine, theirs) in all.props.iter_mut().zip(block.props) {
+                mine.extend(theirs);
+            }
         }
+        all
     }
 }
 
@@ -77,19 +100,47 @@ impl EdgeRows {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
+    /// Drops edges without properties whose id `seen` already holds.
+    pub fn drop_repeats(&mut self, seen: &mut IdSet) {
+        if !self.props.is_empty() {
+            return;
+        }
+        let keep: Vec<bool> = self.ids.iter().map(|&id| seen.insert(id)).collect();
+        retain_rows(&keep, &mut self.ids);
+        retain_rows(&keep, &mut self.seqs);
+        retain_rows(&keep, &mut self.from);
+        retain_rows(&keep, &mut self.to);
     }
 
-    pub fn append(&mut self, mut other: EdgeRows) {
-        self.ids.append(&mut other.ids);
-        self.seqs.append(&mut other.seqs);
-        self.from.append(&mut other.from);
-        self.to.append(&mut other.to);
-        for (mine, theirs) in self.props.iter_mut().zip(other.props) {
-            mine.extend(theirs);
+    /// Joins blocks of rows (in source order) at exact capacity.
+    pub fn concat(blocks: Vec<EdgeRows>, properties: usize) -> EdgeRows {
+        let n: usize = blocks.iter().map(|b| b.ids.len()).sum();
+        let mut all = EdgeRows {
+            ids: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+            from: Vec::with_capacity(n),
+            to: Vec::with_capacity(n),
+            props: (0..properties).map(|_| Vec::with_capacity(n)).collect(),
+        };
+        for block in blocks {
+            all.ids.extend(block.ids);
+            all.seqs.extend(block.seqs);
+            all.from.extend(block.from);
+            all.to.extend(block.to);
+            for (mine, theirs) in all.props.iter_mut().zip(block.props) {
+                mine.extend(theirs);
+            }
         }
+        all
     }
+}
+
+fn retain_rows<T>(keep: &[bool], column: &mut Vec<T>) {
+    let mut row = 0;
+    column.retain(|_| {
+        row += 1;
+        keep[row - 1]
+    });
 }
 
 /// What one chunk of a source file yields.
@@ -119,6 +170,48 @@ pub struct Chunk<'a> {
     pub lossy: bool,
 }
 
+/// A row's key for one vertex label: normalised, and its id.
+struct ResolvedKey<'a> {
+    label: usize,
+    column: usize,
+    key: Cow<'a, str>,
+    id: u128,
+}
+
+/// The position in `resolved` of the row's key for `label` from `column`, computed on first
+/// use; `None` when the key is empty after normalisation (no vertex, no edge).
+fn resolve<'a>(
+    resolved: &mut Vec<ResolvedKey<'a>>,
+    mapping: &Mapping,
+    label: usize,
+    column: usize,
+    raw: &'a str,
+) -> Option<usize> {
+    let at = match resolved
+        .iter()
+        .position(|k| k.label == label && k.column == column)
+    {
+        Some(at) => at,
+        None => {
+            let vertex = &mapping.vertices[label];
+            let key = vertex.normalise.apply(raw);
+            let id = if key.is_empty() {
+                0
+            } else {
+                vertex_id(&vertex.name, &key)
+            };
+            resolved.push(ResolvedKey {
+                label,
+                column,
+                key,
+                id,
+            });
+            resolved.len() - 1
+        }
+    };
+    (!resolved[at].key.is_empty()).then_some(at)
+}
+
 /// Parses one chunk and maps its rows to graph elements.
 pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
     let rules = mapping.rules(chunk.dataset);
@@ -139,8 +232,8 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
     };
     // Rows that carry no properties repeat a lot (every profile names its country): keep one
     // per chunk. Rows with properties are all kept, for the merge to pick the latest value.
-    let mut plain_vertices: HashSet<u128> = HashSet::new();
-    let mut plain_edges: HashSet<u128> = HashSet::new();
+    let mut plain_vertices = IdSet::default();
+    let mut plain_edges = IdSet::default();
     let width = chunk.schema.columns.len();
 
     for record in Records::new(chunk.text) {
@@ -207,16 +300,20 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
         out.row_hashes.push(hasher.digest128());
         let seq = sequence(chunk.dataset, chunk.file_index, line);
 
+        // Each (label, column) key of the row is normalised and hashed once, however many
+        // rules use it (a profile's user name feeds seven).
+        let mut resolved: Vec<ResolvedKey<'_>> = Vec::with_capacity(8);
         for rule in &rules.vertices {
-            let label = &mapping.vertices[rule.label];
-            let key = label.normalise.apply(value(rule.key_column));
-            if key.is_empty() {
+            let raw = value(rule.key_column);
+            let Some(k) = resolve(&mut resolved, mapping, rule.label, rule.key_column, raw) else {
                 continue;
-            }
+            };
+            // The vertex is in this chunk now: its use as an endpoint adds no row.
+            plain_vertices.insert(resolved[k].id);
             let rows = &mut out.vertices[rule.label];
-            rows.ids.push(vertex_id(&label.name, &key));
+            rows.ids.push(resolved[k].id);
             rows.seqs.push(seq);
-            rows.keys.push(key.into_owned());
+            rows.keys.push(resolved[k].key.to_string());
             for (p, column) in rows.props.iter_mut().enumerate() {
                 let source = rule.properties.iter().find(|s| s.property == p);
                 column.push(source.and_then(|s| values[s.column].as_deref().map(str::to_owned)));
@@ -230,35 +327,41 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             {
                 continue;
             }
-            let (from_label, to_label) = (
-                &mapping.vertices[rule.from.label],
-                &mapping.vertices[rule.to.label],
-            );
-            let from_key = from_label.normalise.apply(from_raw);
-            let to_key = to_label.normalise.apply(value(rule.to.column));
-            if from_key.is_empty() || to_key.is_empty() {
+            let to_raw = value(rule.to.column);
+            let Some(f) = resolve(
+                &mut resolved,
+                mapping,
+                rule.from.label,
+                rule.from.column,
+                from_raw,
+            ) else {
                 continue;
-            }
-            let from = vertex_id(&from_label.name, &from_key);
-            let to = vertex_id(&to_label.name, &to_key);
+            };
+            let Some(t) = resolve(
+                &mut resolved,
+                mapping,
+                rule.to.label,
+                rule.to.column,
+                to_raw,
+            ) else {
+                continue;
+            };
+            let (from, to) = (resolved[f].id, resolved[t].id);
             // Both endpoints belong to this batch, so every batch is closed.
-            for (label_index, id, key) in [
-                (rule.from.label, from, &from_key),
-                (rule.to.label, to, &to_key),
-            ] {
-                if plain_vertices.insert(id) {
+            for (label_index, k) in [(rule.from.label, f), (rule.to.label, t)] {
+                if plain_vertices.insert(resolved[k].id) {
                     let rows = &mut out.vertices[label_index];
-                    rows.ids.push(id);
+                    rows.ids.push(resolved[k].id);
                     rows.seqs.push(seq);
-                    rows.keys.push(key.to_string());
+                    rows.keys.push(resolved[k].key.to_string());
                     for column in &mut rows.props {
                         column.push(None);
                     }
                 }
             }
             let edge_label = &mapping.edges[rule.label];
-            let keys: Vec<&str> = rule.key_columns.iter().map(|&c| value(c)).collect();
-            let id = edge_id(&edge_label.name, from, to, &keys);
+            let relation: Vec<&str> = rule.key_columns.iter().map(|&c| value(c)).collect();
+            let id = edge_id(&edge_label.name, from, to, &relation);
             if rule.properties.is_empty() && !plain_edges.insert(id) {
                 continue;
             }

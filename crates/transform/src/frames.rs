@@ -1,5 +1,15 @@
-//! Merging and sorting element rows with polars: one frame per label, grouped by id, every
-//! property taking the latest non-empty value in source order, rows sorted by id.
+//! Merging and sorting the rows of each label: grouped by id, every property taking the latest
+//! non-empty value in source order, sorted by id.
+//!
+//! Rows arrive in source order (dataset, file, line), so a row's index is its place in that
+//! order. Polars sorts the row indices by id (a stable sort of the ids' high 64
+//! bits; the rare equal high halves are ordered by the low half here). One pass over that order
+//! then groups each id's rows: the first row gives the key and endpoints (shared by every row of
+//! an id), and each property takes its last row with a value. The strings are moved, never
+//! copied: every row belongs to exactly one id, so each value is picked at most once.
+//!
+//! Measured on 1M-record data: a polars `group_by` + `agg` + `sort` over the same rows took 11 s,
+//! this 1 s.
 
 use polars::prelude::*;
 
@@ -23,141 +33,115 @@ pub struct MergedEdges {
     pub props: Vec<Vec<Option<String>>>,
 }
 
-fn polars_error(label: &str, e: PolarsError) -> Error {
-    Error::Internal(format!("merging {label}: {e}"))
+/// Which rows make up each merged element, in id order.
+struct Plan {
+    ids: Vec<u128>,
+    first: Vec<usize>,
+    /// `latest[p][element]`: the last row with a value for property `p`.
+    latest: Vec<Vec<Option<usize>>>,
 }
 
-fn split(name: &str, values: &[u128]) -> [Column; 2] {
-    [
-        Column::new(
-            format!("{name}_hi").into(),
-            values
-                .iter()
-                .map(|v| (v >> 64) as u64)
-                .collect::<Vec<u64>>(),
-        ),
-        Column::new(
-            format!("{name}_lo").into(),
-            values.iter().map(|&v| v as u64).collect::<Vec<u64>>(),
-        ),
-    ]
-}
-
-fn joined(df: &DataFrame, name: &str) -> PolarsResult<Vec<u128>> {
-    let hi = df.column(&format!("{name}_hi"))?.u64()?;
-    let lo = df.column(&format!("{name}_lo"))?.u64()?;
-    Ok(hi
-        .iter()
-        .zip(lo.iter())
-        .map(|(h, l)| (u128::from(h.unwrap_or(0)) << 64) | u128::from(l.unwrap_or(0)))
-        .collect())
-}
-
-fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
-    Ok(df
-        .column(name)?
-        .str()?
-        .iter()
-        .map(|v| v.map(str::to_owned))
-        .collect())
-}
-
-fn property_name(p: usize) -> String {
-    format!("p{p}")
-}
-
-/// The latest non-empty value of a property, by source sequence.
-fn latest(p: usize) -> Expr {
-    col(property_name(p))
-        .sort_by([col("seq")], SortMultipleOptions::default())
-        .drop_nulls()
-        .last()
-}
-
-fn id_order() -> SortMultipleOptions {
-    SortMultipleOptions::default().with_maintain_order(true)
-}
-
-pub fn merge_vertices(label: &str, rows: VertexRows) -> Result<MergedVertices, Error> {
-    if rows.len() == 0 {
-        return Ok(MergedVertices {
-            props: vec![Vec::new(); rows.props.len()],
-            ..MergedVertices::default()
-        });
+fn plan(label: &str, ids: &[u128], props: &[Vec<Option<String>>]) -> Result<Plan, Error> {
+    let n = ids.len();
+    if u32::try_from(n).is_err() {
+        return Err(Error::Internal(format!(
+            "label {label} has more than 2^32 rows in one batch"
+        )));
     }
-    let fail = |e| polars_error(label, e);
-    let height = rows.len();
-    let n_props = rows.props.len();
-    let mut columns = Vec::with_capacity(4 + n_props);
-    columns.extend(split("id", &rows.ids));
-    columns.push(Column::new("seq".into(), rows.seqs));
-    columns.push(Column::new("key".into(), rows.keys));
-    for (p, values) in rows.props.into_iter().enumerate() {
-        columns.push(Column::new(property_name(p).into(), values));
+    let high: Vec<u64> = ids.iter().map(|v| (v >> 64) as u64).collect();
+    // Labels are merged in parallel already: sorting on the calling thread avoids queueing
+    // every label behind the others on polars' own thread pool (measured: seconds of waiting).
+    let sorted = UInt64Chunked::from_vec("id_hi".into(), high).arg_sort(SortOptions {
+        multithreaded: false,
+        maintain_order: true,
+        ..SortOptions::default()
+    });
+    let mut order: Vec<usize> = sorted.iter().map(|i| i.unwrap_or(0) as usize).collect();
+    // Runs of equal high halves: order by the low half, then by row (source order).
+    let mut i = 0;
+    while i < n {
+        let high = ids[order[i]] >> 64;
+        let mut j = i + 1;
+        while j < n && ids[order[j]] >> 64 == high {
+            j += 1;
+        }
+        if j - i > 1 {
+            order[i..j].sort_unstable_by_key(|&r| (ids[r], r));
+        }
+        i = j;
     }
-    let mut aggregates = vec![col("key").first()];
-    aggregates.extend((0..n_props).map(latest));
-    let merged = DataFrame::new(height, columns)
-        .map_err(fail)?
-        .lazy()
-        .group_by([col("id_hi"), col("id_lo")])
-        .agg(aggregates)
-        .sort(["id_hi", "id_lo"], id_order())
+    let mut plan = Plan {
+        ids: Vec::new(),
+        first: Vec::new(),
+        latest: vec![Vec::new(); props.len()],
+    };
+    let mut i = 0;
+    while i < n {
+        let id = ids[order[i]];
+        let mut j = i + 1;
+        while j < n && ids[order[j]] == id {
+            j += 1;
+        }
+        let group = &order[i..j];
+        plan.ids.push(id);
+        plan.first.push(group[0]);
+        for (values, latest) in props.iter().zip(&mut plan.latest) {
+            latest.push(group.iter().rev().copied().find(|&r| values[r].is_some()));
+        }
+        i = j;
+    }
+    Ok(plan)
+}
+
+/// Moves the chosen values out of the row columns.
+fn pick(
+    props: &mut [Vec<Option<String>>],
+    latest: Vec<Vec<Option<usize>>>,
+) -> Vec<Vec<Option<String>>> {
+    props
+        .iter_mut()
+        .zip(latest)
+        .map(|(values, rows)| {
+            rows.into_iter()
+                .map(|r| r.and_then(|r| values[r].take()))
+                .collect()
+        })
         .collect()
-        .map_err(fail)?;
+}
+
+fn check_order(label: &str, seqs: &[u64]) -> Result<(), Error> {
+    if seqs.windows(2).all(|w| w[0] <= w[1]) {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!(
+            "rows of {label} are not in source order"
+        )))
+    }
+}
+
+pub fn merge_vertices(label: &str, mut rows: VertexRows) -> Result<MergedVertices, Error> {
+    check_order(label, &rows.seqs)?;
+    let plan = plan(label, &rows.ids, &rows.props)?;
+    let keys = plan
+        .first
+        .iter()
+        .map(|&r| std::mem::take(&mut rows.keys[r]))
+        .collect();
     Ok(MergedVertices {
-        ids: joined(&merged, "id").map_err(fail)?,
-        keys: strings(&merged, "key")
-            .map_err(fail)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect(),
-        props: (0..n_props)
-            .map(|p| strings(&merged, &property_name(p)))
-            .collect::<PolarsResult<_>>()
-            .map_err(fail)?,
+        props: pick(&mut rows.props, plan.latest),
+        ids: plan.ids,
+        keys,
     })
 }
 
-pub fn merge_edges(label: &str, rows: EdgeRows) -> Result<MergedEdges, Error> {
-    if rows.len() == 0 {
-        return Ok(MergedEdges {
-            props: vec![Vec::new(); rows.props.len()],
-            ..MergedEdges::default()
-        });
-    }
-    let fail = |e| polars_error(label, e);
-    let height = rows.len();
-    let n_props = rows.props.len();
-    let mut columns = Vec::with_capacity(7 + n_props);
-    columns.extend(split("id", &rows.ids));
-    columns.extend(split("from", &rows.from));
-    columns.extend(split("to", &rows.to));
-    columns.push(Column::new("seq".into(), rows.seqs));
-    for (p, values) in rows.props.into_iter().enumerate() {
-        columns.push(Column::new(property_name(p).into(), values));
-    }
-    let mut aggregates = ["from_hi", "from_lo", "to_hi", "to_lo"]
-        .iter()
-        .map(|c| col(*c).first())
-        .collect::<Vec<_>>();
-    aggregates.extend((0..n_props).map(latest));
-    let merged = DataFrame::new(height, columns)
-        .map_err(fail)?
-        .lazy()
-        .group_by([col("id_hi"), col("id_lo")])
-        .agg(aggregates)
-        .sort(["id_hi", "id_lo"], id_order())
-        .collect()
-        .map_err(fail)?;
+pub fn merge_edges(label: &str, mut rows: EdgeRows) -> Result<MergedEdges, Error> {
+    check_order(label, &rows.seqs)?;
+    let plan = plan(label, &rows.ids, &rows.props)?;
     Ok(MergedEdges {
-        ids: joined(&merged, "id").map_err(fail)?,
-        from: joined(&merged, "from").map_err(fail)?,
-        to: joined(&merged, "to").map_err(fail)?,
-        props: (0..n_props)
-            .map(|p| strings(&merged, &property_name(p)))
-            .collect::<PolarsResult<_>>()
-            .map_err(fail)?,
+        from: plan.first.iter().map(|&r| rows.from[r]).collect(),
+        to: plan.first.iter().map(|&r| rows.to[r]).collect(),
+        props: pick(&mut rows.props, plan.latest),
+        ids: plan.ids,
     })
 }
 
@@ -192,12 +176,23 @@ mod tests {
     fn a_later_empty_value_does_not_erase_an_earlier_one() {
         let rows = VertexRows {
             ids: vec![1, 1],
-            seqs: vec![2, 1],
+            seqs: vec![1, 2],
             keys: vec!["k".into(), "k".into()],
-            props: vec![vec![None, Some("v".into())]],
+            props: vec![vec![Some("v".into()), None]],
         };
         let merged = merge_vertices("T", rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(merged.props[0], vec![Some("v".into())]);
+    }
+
+    #[test]
+    fn rows_out_of_source_order_are_refused() {
+        let rows = VertexRows {
+            ids: vec![1, 1],
+            seqs: vec![2, 1],
+            keys: vec!["k".into(), "k".into()],
+            props: vec![],
+        };
+        assert!(merge_vertices("T", rows).is_err());
     }
 
     #[test]
@@ -213,5 +208,19 @@ mod tests {
         assert_eq!(merged.ids, vec![3, 9]);
         assert_eq!((merged.from, merged.to), (vec![2, 1], vec![5, 4]));
         assert_eq!(merged.props[0], vec![None, Some("2".into())]);
+    }
+
+    #[test]
+    fn an_empty_label_merges_to_nothing() {
+        let merged = merge_edges(
+            "E",
+            EdgeRows {
+                props: vec![Vec::new()],
+                ..EdgeRows::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(merged.ids.is_empty());
+        assert_eq!(merged.props.len(), 1);
     }
 }

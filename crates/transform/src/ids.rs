@@ -46,6 +46,31 @@ pub fn edge_id(label: &str, from: u128, to: u128, keys: &[&str]) -> u128 {
     finish(&h)
 }
 
+/// A hasher for sets of ids: ids are already uniform 128-bit hashes, so their low 64 bits serve
+/// as the hash (SipHash would only cost time, tens of millions of times per run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than u128; fold them in.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+        }
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        self.0 = id as u64;
+    }
+}
+
+/// A set of ids hashed with `IdHasher`.
+pub type IdSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Appends the id in its text form (a lower-case hyphenated UUID).
 pub fn push_id(out: &mut String, id: u128) {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];

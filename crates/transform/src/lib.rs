@@ -19,7 +19,7 @@ mod source;
 mod storage;
 mod write;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -131,8 +131,8 @@ pub struct Manifest {
 pub struct Timings {
     pub read: f64,
     pub parse_and_map: f64,
-    pub merge: f64,
-    pub write: f64,
+    /// Labels are merged (polars) and written in parallel: one figure for both.
+    pub merge_and_write: f64,
     pub publish: f64,
     pub total: f64,
 }
@@ -225,8 +225,9 @@ fn is_source_file(relative: &str) -> bool {
 struct Gathered {
     datasets: Vec<DatasetCounts>,
     rejects: Vec<Reject>,
-    vertices: Vec<VertexRows>,
-    edges: Vec<EdgeRows>,
+    /// Per label, the blocks of rows of every chunk, in source order.
+    vertices: Vec<Vec<VertexRows>>,
+    edges: Vec<Vec<EdgeRows>>,
     notes: Vec<String>,
 }
 
@@ -242,20 +243,20 @@ fn gather(
     let mut gathered = Gathered {
         datasets: Vec::new(),
         rejects: Vec::new(),
-        vertices: mapping
-            .vertices
-            .iter()
-            .map(|_| VertexRows::default())
-            .collect(),
-        edges: mapping.edges.iter().map(|_| EdgeRows::default()).collect(),
+        vertices: mapping.vertices.iter().map(|_| Vec::new()).collect(),
+        edges: mapping.edges.iter().map(|_| Vec::new()).collect(),
         notes: Vec::new(),
     };
-    for (label, rows) in mapping.vertices.iter().zip(&mut gathered.vertices) {
-        rows.props = vec![Vec::new(); label.properties.len()];
-    }
-    for (label, rows) in mapping.edges.iter().zip(&mut gathered.edges) {
-        rows.props = vec![Vec::new(); label.properties.len()];
-    }
+    let mut vertex_seen: Vec<ids::IdSet> = mapping
+        .vertices
+        .iter()
+        .map(|_| ids::IdSet::default())
+        .collect();
+    let mut edge_seen: Vec<ids::IdSet> = mapping
+        .edges
+        .iter()
+        .map(|_| ids::IdSet::default())
+        .collect();
     let mut file_index = 0usize;
     for dataset in Dataset::ALL {
         let schema = schemas.get(dataset);
@@ -265,7 +266,7 @@ fn gather(
             dataset: dataset.name().to_owned(),
             ..DatasetCounts::default()
         };
-        let mut seen_rows: HashSet<u128> = HashSet::new();
+        let mut seen_rows = ids::IdSet::default();
         for object in objects {
             let relative = format!("{dir_key}/{}", object.relative);
             if !is_source_file(&object.relative) {
@@ -309,37 +310,60 @@ fn gather(
                 .map_or(text.len(), |(i, _)| i + 1);
             let chunks =
                 source::split_chunks(text, body_start, header_lines(&header) + 1, CHUNK_BYTES);
-            let outputs: Vec<_> = chunks
-                .par_iter()
-                .map(|(range, first_line)| {
-                    map_chunk(
-                        mapping,
-                        Chunk {
-                            dataset,
-                            schema,
-                            file: &relative,
-                            file_index,
-                            text: &text[range.clone()],
-                            first_line: *first_line,
-                            lossy: decoded.lossy,
-                        },
-                    )
-                })
-                .collect();
-            for output in outputs {
-                counts.rows_read += output.rows;
-                counts.rejects += output.rejects.len() as u64;
-                gathered.rejects.extend(output.rejects);
-                for hash in output.row_hashes {
-                    if !seen_rows.insert(hash) {
-                        counts.duplicates += 1;
+            // Chunks are mapped in parallel a window at a time and folded in source order, so
+            // that only a window's unfiltered rows are in memory at once.
+            let window = rayon::current_num_threads().max(1) * 2;
+            for group in chunks.chunks(window) {
+                let outputs: Vec<_> = group
+                    .par_iter()
+                    .map(|(range, first_line)| {
+                        map_chunk(
+                            mapping,
+                            Chunk {
+                                dataset,
+                                schema,
+                                file: &relative,
+                                file_index,
+                                text: &text[range.clone()],
+                                first_line: *first_line,
+                                lossy: decoded.lossy,
+                            },
+                        )
+                    })
+                    .collect();
+                for output in outputs {
+                    counts.rows_read += output.rows;
+                    counts.rejects += output.rejects.len() as u64;
+                    gathered.rejects.extend(output.rejects);
+                    for hash in output.row_hashes {
+                        if !seen_rows.insert(hash) {
+                            counts.duplicates += 1;
+                        }
                     }
-                }
-                for (all, mine) in gathered.vertices.iter_mut().zip(output.vertices) {
-                    all.append(mine);
-                }
-                for (all, mine) in gathered.edges.iter_mut().zip(output.edges) {
-                    all.append(mine);
+                    // In source order: the first row of an id is kept, later rows only if they
+                    // carry a property value.
+                    for ((blocks, seen), mut mine) in gathered
+                        .vertices
+                        .iter_mut()
+                        .zip(&mut vertex_seen)
+                        .zip(output.vertices)
+                    {
+                        mine.drop_repeats(seen);
+                        if !mine.ids.is_empty() {
+                            blocks.push(mine);
+                        }
+                    }
+                    for ((blocks, seen), mut mine) in gathered
+                        .edges
+                        .iter_mut()
+                        .zip(&mut edge_seen)
+                        .zip(output.edges)
+                    {
+                        mine.drop_repeats(seen);
+                        if !mine.ids.is_empty() {
+                            blocks.push(mine);
+                        }
+                    }
                 }
             }
             counts.files.push(relative);
@@ -439,6 +463,7 @@ fn transform_batch(
         indicatif::ProgressBar::hidden()
     };
     let gathered = gather(store, options, kind, &mut timings, &progress)?;
+
     let rows: u64 = gathered.datasets.iter().map(|d| d.rows_read).sum();
     let rejected = gathered.rejects.len() as u64;
     let rejects_text = rejects_csv(&gathered.rejects);
@@ -471,39 +496,77 @@ fn transform_batch(
         notes,
         ..
     } = gathered;
-    // Label by label, so that only one label's frame is in memory at a time.
-    for (label, rows) in mapping.vertices.iter().zip(vertices) {
-        progress.set_message(format!("merging and writing {}", label.name));
-        let t = Instant::now();
-        let merged = frames::merge_vertices(&label.name, rows)?;
-        timings.merge += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        vertex_counts.insert(label.name.clone(), merged.ids.len() as u64);
-        files.extend(write::write_vertices(
-            &staging,
-            label,
-            &merged,
-            options.max_file_bytes,
-            options.gzip,
-        )?);
-        timings.write += t.elapsed().as_secs_f64();
+    // Labels are merged and written in parallel; each label's rows are freed once merged.
+    progress.set_message("merging and writing labels");
+    let t = Instant::now();
+    let (max_bytes, gzip) = (options.max_file_bytes, options.gzip);
+    // One parallel pass over every label, the largest first, so that no big label runs alone
+    // at the end.
+    enum Task {
+        Vertices(usize, Vec<VertexRows>),
+        Edges(usize, Vec<EdgeRows>),
     }
-    for (label, rows) in mapping.edges.iter().zip(edges) {
-        progress.set_message(format!("merging and writing {}", label.name));
-        let t = Instant::now();
-        let merged = frames::merge_edges(&label.name, rows)?;
-        timings.merge += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        edge_counts.insert(label.name.clone(), merged.ids.len() as u64);
-        files.extend(write::write_edges(
-            &staging,
-            label,
-            &merged,
-            options.max_file_bytes,
-            options.gzip,
-        )?);
-        timings.write += t.elapsed().as_secs_f64();
+    let size = |t: &Task| match t {
+        Task::Vertices(_, b) => b.iter().map(|r| r.ids.len()).sum::<usize>(),
+        Task::Edges(_, b) => b.iter().map(|r| r.ids.len()).sum::<usize>(),
+    };
+    let mut tasks: Vec<Task> = vertices
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| Task::Vertices(i, b))
+        .chain(
+            edges
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| Task::Edges(i, b)),
+        )
+        .collect();
+    tasks.sort_by_key(|t| std::cmp::Reverse(size(t)));
+    struct LabelOutput {
+        is_vertex: bool,
+        name: String,
+        count: u64,
+        files: Vec<GraphFile>,
     }
+    let results: Vec<Result<LabelOutput, Error>> = tasks
+        .into_par_iter()
+        .map(|task| match task {
+            Task::Vertices(i, blocks) => {
+                let label = &mapping.vertices[i];
+                let rows = VertexRows::concat(blocks, label.properties.len());
+                let merged = frames::merge_vertices(&label.name, rows)?;
+                let files = write::write_vertices(&staging, label, &merged, max_bytes, gzip)?;
+                Ok(LabelOutput {
+                    is_vertex: true,
+                    name: label.name.clone(),
+                    count: merged.ids.len() as u64,
+                    files,
+                })
+            }
+            Task::Edges(i, blocks) => {
+                let label = &mapping.edges[i];
+                let rows = EdgeRows::concat(blocks, label.properties.len());
+                let merged = frames::merge_edges(&label.name, rows)?;
+                let files = write::write_edges(&staging, label, &merged, max_bytes, gzip)?;
+                Ok(LabelOutput {
+                    is_vertex: false,
+                    name: label.name.clone(),
+                    count: merged.ids.len() as u64,
+                    files,
+                })
+            }
+        })
+        .collect();
+    for result in results {
+        let output = result?;
+        if output.is_vertex {
+            vertex_counts.insert(output.name, output.count);
+        } else {
+            edge_counts.insert(output.name, output.count);
+        }
+        files.extend(output.files);
+    }
+    timings.merge_and_write = t.elapsed().as_secs_f64();
     files.sort_by(|a, b| a.path.cmp(&b.path));
 
     let manifest = Manifest {

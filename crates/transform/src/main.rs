@@ -247,8 +247,8 @@ fn print_report(report: &RunReport) {
         }
         let t = &batch.timings;
         let mut done = format!(
-            "done in {:.2} s (read {:.2}, parse+map {:.2}, merge {:.2}, write {:.2}, publish {:.2})",
-            t.total, t.read, t.parse_and_map, t.merge, t.write, t.publish
+            "done in {:.2} s (read {:.2}, parse+map {:.2}, merge+write {:.2}, publish {:.2})",
+            t.total, t.read, t.parse_and_map, t.merge_and_write, t.publish
         );
         if let Some(rss) = batch.peak_rss_bytes {
             done.push_str(&format!(", peak RSS {:.0} MB", rss as f64 / 1e6));

@@ -179,7 +179,15 @@ pub(crate) fn convert<'a>(
                     column.name
                 ));
             }
-            Ok(Some(Cow::Owned(n.to_string())))
+            // Borrow the text when it is already in canonical form (no sign, no leading zero).
+            let canonical = !(trimmed.starts_with('+')
+                || trimmed.starts_with("-0")
+                || (trimmed.len() > 1 && trimmed.starts_with('0')));
+            if canonical {
+                Ok(Some(Cow::Borrowed(trimmed)))
+            } else {
+                Ok(Some(Cow::Owned(n.to_string())))
+            }
         }
         ColumnType::Date => {
             if trimmed.len() == 10 && is_valid_date(trimmed) {
@@ -268,6 +276,12 @@ mod tests {
         assert!(convert(ts, &field("2021-02-30 10:00:00"), false).is_err());
         assert!(convert(ts, &field("2021-08-12 10:40"), false).is_err());
         let events = col("events");
+        assert_eq!(convert(events, &field("+5"), false), Ok(Some("5".into())));
+        assert_eq!(convert(events, &field("-0"), false), Ok(Some("0".into())));
+        assert_eq!(
+            convert(events, &field("-12"), false),
+            Ok(Some("-12".into()))
+        );
         assert_eq!(
             convert(events, &field(" 007 "), false),
             Ok(Some("7".into()))
