@@ -218,7 +218,7 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
         rows_per_second: rows as f64 / elapsed,
         records_per_second: plan.records as f64 / elapsed,
         megabytes_per_second: bytes as f64 / 1e6 / elapsed,
-        peak_rss_bytes: report::peak_rss_bytes(),
+        peak_rss_bytes: idgraph_core::process::peak_rss_bytes(),
         warnings: plan.warnings.clone(),
     })
 }

@@ -132,12 +132,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line that names the problem, as for every other error: clap's first
-            // paragraph (before its usage and hints), folded onto one line.
-            let text = e.to_string();
-            let first = text.split("\n\n").next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            let line = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            // One line that names the problem, as for every other error.
+            let line = idgraph_core::process::one_line_error(&e.to_string());
             eprintln!("datagen: error: {line} (see datagen --help)");
             return ExitCode::from(2);
         }

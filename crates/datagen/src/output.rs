@@ -247,28 +247,19 @@ struct Pending {
 
 impl Pending {
     fn create(path: PathBuf) -> Result<Pending, Error> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        // Output is ordinary data, readable as any file the user creates would be (tempfile's
-        // own default is owner-only); the umask still applies.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(fs::Permissions::from_mode(0o666));
-        }
-        let temp = builder.tempfile_in(dir).map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
+        let temp = idgraph_core::process::temp_file_beside(&path).map_err(|source| {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if dir.is_dir() {
+                Error::Write {
+                    path: path.clone(),
+                    source,
+                }
+            } else {
+                Error::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         Ok(Pending { path, temp })
     }

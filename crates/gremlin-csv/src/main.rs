@@ -60,26 +60,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        for violation in &report.violations {
-            println!("{violation}");
-        }
-        if report.violation_count > report.violations.len() as u64 {
-            println!(
-                "... and {} more (raise --max-violations to list them)",
-                report.violation_count - report.violations.len() as u64
-            );
-        }
-        println!(
-            "{}: {} files, {} vertices, {} edges, {} violations",
-            dir.display(),
-            report.files.len(),
-            report.vertices,
-            report.edges,
-            report.violation_count
-        );
-        for (rule, n) in &report.violations_by_rule {
-            println!("  {rule}: {n}");
-        }
+        print!("{report}");
     }
     if report.is_valid() {
         ExitCode::SUCCESS

@@ -78,6 +78,35 @@ impl ValidationReport {
     }
 }
 
+impl std::fmt::Display for ValidationReport {
+    /// The listed violations, one a line, then a summary with counts per rule.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for violation in &self.violations {
+            writeln!(f, "{violation}")?;
+        }
+        let unlisted = self.violation_count - self.violations.len() as u64;
+        if unlisted > 0 {
+            writeln!(
+                f,
+                "... and {unlisted} more (raise --max-violations to list them)"
+            )?;
+        }
+        writeln!(
+            f,
+            "{}: {} files, {} vertices, {} edges, {} violations",
+            self.root.display(),
+            self.files.len(),
+            self.vertices,
+            self.edges,
+            self.violation_count
+        )?;
+        for (rule, n) in &self.violations_by_rule {
+            writeln!(f, "  {rule}: {n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// How much detail to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {

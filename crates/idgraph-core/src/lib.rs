@@ -5,6 +5,7 @@
 //! layout that is the same under a local root and under `s3://BUCKET/`.
 
 mod layout;
+pub mod process;
 mod schema;
 
 pub use layout::{BatchId, BatchIdError, Layout, SourceKind};

@@ -604,7 +604,7 @@ fn transform_batch(
         output: target.to_string(),
         manifest,
         timings,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: idgraph_core::process::peak_rss_bytes(),
     })
 }
 
@@ -668,12 +668,4 @@ fn publish(
             Ok(())
         }
     }
-}
-
-/// The peak resident set size of this process (Linux), in bytes.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

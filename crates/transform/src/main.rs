@@ -110,13 +110,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.split("\n\n").next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!(
-                "transform: error: {} (see transform --help)",
-                first.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            let line = idgraph_core::process::one_line_error(&e.to_string());
+            eprintln!("transform: error: {line} (see transform --help)");
             return ExitCode::from(2);
         }
     };
@@ -137,17 +132,7 @@ fn validate(dir: &std::path::Path, json: bool) -> ExitCode {
             Err(e) => return fail(e),
         }
     } else {
-        for violation in &report.violations {
-            println!("{violation}");
-        }
-        println!(
-            "{}: {} files, {} vertices, {} edges, {} violations",
-            dir.display(),
-            report.files.len(),
-            report.vertices,
-            report.edges,
-            report.violation_count
-        );
+        print!("{report}");
     }
     if report.is_valid() {
         ExitCode::SUCCESS

@@ -1,0 +1,79 @@
+//! Small helpers every command of the toolkit shares.
+
+use std::io;
+use std::path::Path;
+
+/// The peak resident set size of this process, in bytes (Linux; `None` elsewhere).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A temporary file in the folder of `path` (created if missing), named after it and hidden,
+/// readable like any file the user creates (the umask applies). Persisting it renames it over
+/// `path` in one step; dropping it removes it. This is how every output file is written, so
+/// that no partial file ever stands where a complete one is expected.
+pub fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// A command-line parser's error as one line: its first paragraph (before usage and hints),
+/// without its `error: ` prefix, folded onto one line.
+pub fn one_line_error(text: &str) -> String {
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    first.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_fold_onto_one_line() {
+        let clap = "error: the following required arguments were not provided:\n  --incremental\n\nUsage: x\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_error(clap),
+            "the following required arguments were not provided: --incremental"
+        );
+    }
+
+    #[test]
+    fn temp_files_are_hidden_beside_their_target_and_vanish_when_dropped() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = dir.path().join("sub/out.csv");
+        let temp = temp_file_beside(&target).unwrap_or_else(|e| panic!("{e}"));
+        let name = temp
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(name.starts_with(".out.csv.") && temp.path().parent() == target.parent());
+        drop(temp);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub"))
+                .map(|d| d.count())
+                .unwrap_or(99),
+            0
+        );
+    }
+}
