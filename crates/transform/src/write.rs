@@ -81,6 +81,33 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 }
 
 impl<'a> PartWriter<'a> {
+    fn new(
+        dir: &'a Path,
+        kind: &'static str,
+        label: &str,
+        columns: Vec<HeaderColumn>,
+        limit: u64,
+        gzip: bool,
+    ) -> Self {
+        let folder = if kind == "vertex" {
+            "vertices"
+        } else {
+            "edges"
+        };
+        PartWriter {
+            dir,
+            stem: format!("{folder}/{label}"),
+            label: label.to_owned(),
+            kind,
+            header: header(columns),
+            gzip,
+            limit,
+            next_part: 0,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
     fn open(&mut self) -> Result<Part, Error> {
         let ext = if self.gzip { "csv.gz" } else { "csv" };
         let relative = format!("{}-{:05}.{ext}", self.stem, self.next_part);
@@ -214,18 +241,7 @@ pub fn write_vertices(
         )),
     ];
     columns.extend(label.properties.iter().cloned().map(HeaderColumn::Property));
-    let mut writer = PartWriter {
-        dir,
-        stem: format!("vertices/{}", label.name),
-        label: label.name.clone(),
-        kind: "vertex",
-        header: header(columns),
-        gzip,
-        limit,
-        next_part: 0,
-        current: None,
-        done: Vec::new(),
-    };
+    let mut writer = PartWriter::new(dir, "vertex", &label.name, columns, limit, gzip);
     let mut line = String::with_capacity(512);
     for (row, &id) in merged.ids.iter().enumerate() {
         line.clear();
@@ -258,18 +274,7 @@ pub fn write_edges(
         HeaderColumn::Label,
     ];
     columns.extend(label.properties.iter().cloned().map(HeaderColumn::Property));
-    let mut writer = PartWriter {
-        dir,
-        stem: format!("edges/{}", label.name),
-        label: label.name.clone(),
-        kind: "edge",
-        header: header(columns),
-        gzip,
-        limit,
-        next_part: 0,
-        current: None,
-        done: Vec::new(),
-    };
+    let mut writer = PartWriter::new(dir, "edge", &label.name, columns, limit, gzip);
     let mut line = String::with_capacity(256);
     for (row, &id) in merged.ids.iter().enumerate() {
         line.clear();
