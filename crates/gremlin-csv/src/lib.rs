@@ -5,12 +5,14 @@
 //! Shared by `transform` (which writes the format and validates what it wrote) and the local
 //! loader endpoint (which must reject what Neptune rejects).
 
+mod command;
 mod header;
 mod record;
 mod validate;
 mod value;
 mod write;
 
+pub use command::{ValidateArgs, run_validate};
 pub use header::{Cardinality, Column, FileKind, Header, HeaderError, PropertyColumn, ValueType};
 pub use record::{Field, Record, RecordError, Records};
 pub use validate::{

@@ -12,7 +12,7 @@ use idgraph_core::{Dataset, DatasetSchema};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::ids::{IdSet, edge_id, vertex_id};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, PropertySource};
 use crate::source::{convert, sequence};
 
 /// A row that could not be used, and why.
@@ -170,6 +170,19 @@ pub struct Chunk<'a> {
     pub lossy: bool,
 }
 
+/// Appends one value to each property column: the row's value of the column that fills it,
+/// or none.
+fn push_properties(
+    props: &mut [Vec<Option<String>>],
+    sources: &[PropertySource],
+    values: &[Option<Cow<'_, str>>],
+) {
+    for (p, column) in props.iter_mut().enumerate() {
+        let source = sources.iter().find(|s| s.property == p);
+        column.push(source.and_then(|s| values[s.column].as_deref().map(str::to_owned)));
+    }
+}
+
 /// A row's key for one vertex label: normalised, and its id.
 struct ResolvedKey<'a> {
     label: usize,
@@ -314,10 +327,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             rows.ids.push(resolved[k].id);
             rows.seqs.push(seq);
             rows.keys.push(resolved[k].key.to_string());
-            for (p, column) in rows.props.iter_mut().enumerate() {
-                let source = rule.properties.iter().find(|s| s.property == p);
-                column.push(source.and_then(|s| values[s.column].as_deref().map(str::to_owned)));
-            }
+            push_properties(&mut rows.props, &rule.properties, &values);
         }
 
         for rule in &rules.edges {
@@ -370,10 +380,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             rows.seqs.push(seq);
             rows.from.push(from);
             rows.to.push(to);
-            for (p, column) in rows.props.iter_mut().enumerate() {
-                let source = rule.properties.iter().find(|s| s.property == p);
-                column.push(source.and_then(|s| values[s.column].as_deref().map(str::to_owned)));
-            }
+            push_properties(&mut rows.props, &rule.properties, &values);
         }
     }
     out

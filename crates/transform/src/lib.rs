@@ -27,14 +27,12 @@ use idgraph_core::{BatchId, Dataset, Layout, SourceKind, SourceSchemas};
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use elements::Reject;
-pub use ids::{edge_id, vertex_id};
 pub use mapping::{DEFAULT_MAPPING_TOML, Mapping, MappingError};
-pub use normalise::Normaliser;
-pub use storage::{Location, Store};
+pub use storage::Location;
 pub use write::GraphFile;
 
-use elements::{Chunk, EdgeRows, VertexRows, map_chunk};
+use elements::{Chunk, EdgeRows, Reject, VertexRows, map_chunk};
+use storage::Store;
 
 /// Why a run failed. Messages name the file, column or location concerned.
 #[derive(Debug, thiserror::Error)]

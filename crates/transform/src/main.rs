@@ -40,14 +40,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check every Gremlin load file under DIR (under DIR/vertices and DIR/edges when it has
-    /// them) against the loader's rules, unique ids and closure; exit 1 on any violation.
-    Validate {
-        dir: PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Validate(gremlin_csv::ValidateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -116,28 +109,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Validate { dir, json }) => validate(&dir, json),
+        Some(Command::Validate(args)) => gremlin_csv::run_validate("transform", &args),
         None => transform_sources(cli.run),
-    }
-}
-
-fn validate(dir: &std::path::Path, json: bool) -> ExitCode {
-    let report = match gremlin_csv::validate_dir(dir, gremlin_csv::Options::default()) {
-        Ok(report) => report,
-        Err(e) => return fail(e),
-    };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(e),
-        }
-    } else {
-        print!("{report}");
-    }
-    if report.is_valid() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 

@@ -554,10 +554,18 @@ mod inputs {
         dir
     }
 
+    /// Runs the transform; what it writes when it succeeds must be valid.
     fn attempt(dir: &Path) -> Result<transform::RunReport, String> {
         let mut o = options(dir, dir);
         o.max_reject_rate = 1.0;
-        transform::run(&o).map_err(|e| e.to_string())
+        let report = transform::run(&o).map_err(|e| e.to_string())?;
+        let batch = graph_dir(dir, &SourceKind::Initial);
+        let check = gremlin_csv::validate_dir(&batch, gremlin_csv::Options::default())
+            .map_err(|e| e.to_string())?;
+        if !check.is_valid() {
+            return Err(format!("the output is not valid: {:?}", check.violations));
+        }
+        Ok(report)
     }
 
     const HEADER: &str = "user_name,email,phone_number,external_id,street_address,postcode,city,country,birthday,loyalty_points,loyalty_level\n";
@@ -714,12 +722,13 @@ mod inputs {
                 bytes.push(b'\n');
                 bytes.extend_from_slice(rows.join("\n").as_bytes());
                 let dir = with_first_party("fuzz.csv", &bytes);
-                if let Ok(report) = attempt(dir.path()) {
-                    let c = first_party_counts(&report);
-                    prop_assert_eq!(c.rows_read, c.rows_used + c.duplicates + c.rejects);
-                    let batch = graph_dir(dir.path(), &SourceKind::Initial);
-                    let check = gremlin_csv::validate_dir(&batch, gremlin_csv::Options::default());
-                    prop_assert!(check.map(|r| r.is_valid()).unwrap_or(false));
+                match attempt(dir.path()) {
+                    Ok(report) => {
+                        let c = first_party_counts(&report);
+                        prop_assert_eq!(c.rows_read, c.rows_used + c.duplicates + c.rejects);
+                    }
+                    // A refused input is fine; an invalid output written for it is not.
+                    Err(e) => prop_assert!(!e.starts_with("the output is not valid"), "{}", e),
                 }
             }
         }
