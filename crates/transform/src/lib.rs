@@ -16,7 +16,6 @@ mod ids;
 mod mapping;
 mod normalise;
 mod source;
-mod storage;
 mod write;
 
 use std::collections::BTreeMap;
@@ -27,20 +26,20 @@ use idgraph_core::{BatchId, Dataset, Layout, SourceKind, SourceSchemas};
 use rayon::prelude::*;
 use serde::Serialize;
 
+pub use idgraph_storage::Location;
 pub use mapping::{DEFAULT_MAPPING_TOML, Mapping, MappingError};
-pub use storage::Location;
 pub use write::GraphFile;
 
 use elements::{Chunk, EdgeRows, Reject, VertexRows, map_chunk};
-use storage::Store;
+use idgraph_storage::Store;
 
 /// Why a run failed. Messages name the file, column or location concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Input(String),
-    #[error("{0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] idgraph_storage::StorageError),
     #[error("{0}")]
     Output(String),
     #[error(transparent)]
@@ -652,7 +651,7 @@ fn publish(
             names.par_iter().try_for_each(|name| -> Result<(), Error> {
                 let bytes = std::fs::read(staging.join(name))
                     .map_err(|e| Error::Output(format!("cannot read staged {name}: {e}")))?;
-                store.write(&target.join(name), bytes)
+                Ok(store.write(&target.join(name), bytes)?)
             })?;
             let manifest_bytes = std::fs::read(staging.join(MANIFEST))
                 .map_err(|e| Error::Output(format!("cannot read staged {MANIFEST}: {e}")))?;

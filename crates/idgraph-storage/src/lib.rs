@@ -1,4 +1,5 @@
-//! Where sources are read from and graph files written to: a local folder or an S3 prefix.
+//! Where the toolkit reads and writes files: a local folder or an S3 prefix, behind one small
+//! blocking API shared by `transform`, the loader and the local loader endpoint.
 //!
 //! S3 goes through `aws-sdk-s3` with the standard AWS configuration (credential chain,
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`), so a local S3-compatible server is a
@@ -8,7 +9,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::Error;
+/// A storage operation failed; the message names the path or URI and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+type Error = StorageError;
 
 /// A folder or an S3 prefix. Keys below it use `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +107,7 @@ fn s3_error(action: &str, uri: &str, e: impl std::error::Error) -> Error {
         message = format!("{message}: {s}");
         source = s.source();
     }
-    Error::Storage(format!("{action} {uri}: {message}"))
+    StorageError(format!("{action} {uri}: {message}"))
 }
 
 impl Store {
@@ -129,7 +135,7 @@ impl Store {
                 Ok(S3 { runtime, client })
             })
             .as_ref()
-            .map_err(|e| Error::Storage(e.clone()))
+            .map_err(|e| StorageError(e.clone()))
     }
 
     /// Every file below `location`, sorted by relative path.
@@ -137,49 +143,58 @@ impl Store {
         let mut objects = match location {
             Location::Local(root) => list_local(root)?,
             Location::S3 { bucket, prefix } => {
-                let s3 = self.s3()?;
                 let list_prefix = if prefix.is_empty() {
                     String::new()
                 } else {
                     format!("{prefix}/")
                 };
-                s3.runtime.block_on(async {
-                    let mut out = Vec::new();
-                    let mut pages = s3
-                        .client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(&list_prefix)
-                        .into_paginator()
-                        .send();
-                    while let Some(page) = pages.next().await {
-                        let page =
-                            page.map_err(|e| s3_error("cannot list", &location.to_string(), e))?;
-                        for object in page.contents() {
-                            let Some(key) = object.key() else { continue };
-                            // Folder placeholders hold nothing.
-                            if key.ends_with('/') {
-                                continue;
-                            }
-                            out.push(Object {
-                                name: format!("s3://{bucket}/{key}"),
-                                relative: key[list_prefix.len()..].to_owned(),
-                                size: object.size().unwrap_or(0).max(0) as u64,
-                            });
-                        }
-                    }
-                    Ok::<_, Error>(out)
-                })?
+                self.list_key_prefix(bucket, &list_prefix)?
             }
         };
         objects.sort_by(|a, b| a.relative.cmp(&b.relative));
         Ok(objects)
     }
 
+    /// Every object of `bucket` whose key starts with `key_prefix` exactly as given, with no `/`
+    /// added: `a` matches `a/b`, `ab` and `a.csv`, as S3's ListObjects (and so Neptune's loader
+    /// `source`) reads a prefix. `relative` is the key after the prefix; sorted by key.
+    pub fn list_key_prefix(&self, bucket: &str, key_prefix: &str) -> Result<Vec<Object>, Error> {
+        let s3 = self.s3()?;
+        let uri = format!("s3://{bucket}/{key_prefix}");
+        let mut objects = s3.runtime.block_on(async {
+            let mut out = Vec::new();
+            let mut pages = s3
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(key_prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| s3_error("cannot list", &uri, e))?;
+                for object in page.contents() {
+                    let Some(key) = object.key() else { continue };
+                    // Folder placeholders hold nothing.
+                    if key.ends_with('/') {
+                        continue;
+                    }
+                    out.push(Object {
+                        name: format!("s3://{bucket}/{key}"),
+                        relative: key.get(key_prefix.len()..).unwrap_or(key).to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            Ok::<_, Error>(out)
+        })?;
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
     pub fn read(&self, location: &Location) -> Result<Vec<u8>, Error> {
         match location {
             Location::Local(path) => std::fs::read(path)
-                .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display()))),
+                .map_err(|e| StorageError(format!("cannot read {}: {e}", path.display()))),
             Location::S3 { bucket, prefix } => {
                 let s3 = self.s3()?;
                 let uri = location.to_string();
@@ -258,7 +273,7 @@ impl Store {
             Location::Local(path) => match std::fs::remove_dir_all(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::Storage(format!(
+                Err(e) => Err(StorageError(format!(
                     "cannot remove {}: {e}",
                     path.display()
                 ))),
@@ -293,14 +308,14 @@ fn list_local(root: &Path) -> Result<Vec<Object>, Error> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir)
-            .map_err(|e| Error::Storage(format!("cannot list {}: {e}", dir.display())))?;
+            .map_err(|e| StorageError(format!("cannot list {}: {e}", dir.display())))?;
         for entry in entries {
             let entry =
-                entry.map_err(|e| Error::Storage(format!("cannot list {}: {e}", dir.display())))?;
+                entry.map_err(|e| StorageError(format!("cannot list {}: {e}", dir.display())))?;
             let path = entry.path();
             let meta = entry
                 .metadata()
-                .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| StorageError(format!("cannot read {}: {e}", path.display())))?;
             if meta.is_dir() {
                 stack.push(path);
             } else {
@@ -324,7 +339,7 @@ fn list_local(root: &Path) -> Result<Vec<Object>, Error> {
 
 fn write_local(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
-    let fail = |e: std::io::Error| Error::Storage(format!("cannot write {}: {e}", path.display()));
+    let fail = |e: std::io::Error| StorageError(format!("cannot write {}: {e}", path.display()));
     let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
     temp.write_all(bytes).map_err(fail)?;
     temp.persist(path).map_err(|e| fail(e.error))?;

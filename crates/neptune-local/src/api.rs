@@ -1,0 +1,314 @@
+//! The loader's HTTP API (neptune-reference.md §2): routes, parameters, and Neptune's response
+//! and error shapes, so `aws-sdk-neptunedata` and raw HTTP clients work unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use idgraph_storage::Store;
+use serde_json::{Map, Value, json};
+
+use crate::execute::Source;
+use crate::jobs::{Jobs, Refusal};
+use crate::model::LoadRequest;
+use crate::sigv4::SigV4Credentials;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    pub jobs: Arc<Jobs>,
+    pub storage: Arc<Store>,
+    pub sigv4: Option<Arc<SigV4Credentials>>,
+    pub started: u64,
+}
+
+pub(crate) fn router(api: Api) -> Router {
+    Router::new()
+        .route(
+            "/loader",
+            get(get_loader).post(start).delete(cancel_by_query),
+        )
+        .route("/loader/", get(get_loader).post(start))
+        .route(
+            "/loader/{load_id}",
+            get(status_by_path).delete(cancel_by_path),
+        )
+        .route("/status", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(api.clone(), guard))
+        .with_state(api)
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Neptune's error body; the SDK reads the error type from `code` (and `x-amzn-errortype`).
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    let mut response = (
+        status,
+        axum::Json(json!({
+            "code": code,
+            "requestId": request_id(),
+            "detailedMessage": message,
+            "message": message,
+        })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(code) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+fn ok(payload: Value) -> Response {
+    axum::Json(json!({ "status": "200 OK", "payload": payload })).into_response()
+}
+
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::BadRequest(m) => error(StatusCode::BAD_REQUEST, "BadRequestException", m),
+        Refusal::NotFound(m) => error(StatusCode::NOT_FOUND, "BulkLoadIdNotFoundException", m),
+        Refusal::Internal(m) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            m,
+        ),
+    }
+}
+
+/// Injected 5xx answers, then the SigV4 check when one is configured.
+async fn guard(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if api.jobs.faults.take_failing_request() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            "Injected fault: the server failed this request",
+        );
+    }
+    let Some(credentials) = &api.sigv4 else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                e.to_string(),
+            );
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    if let Err(message) = credentials.verify(
+        parts.method.as_str(),
+        path_and_query,
+        &parts.headers,
+        &bytes,
+    ) {
+        return error(StatusCode::FORBIDDEN, "AccessDeniedException", message);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    axum::Json(json!({
+        "status": "healthy",
+        "startTime": api.started,
+        "dbEngineVersion": concat!("neptune-local-", env!("CARGO_PKG_VERSION")),
+        "role": "writer",
+    }))
+    .into_response()
+}
+
+/// Lists the source on a plain thread: the storage client runs its own runtime.
+async fn check_source(storage: Arc<Store>, source: String) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = Source::parse(&source).and_then(|s| s.list(&storage, &source).map(|_| ()));
+        let _ = tx.send(result);
+    });
+    rx.await
+        .unwrap_or_else(|_| Err("the source check stopped unexpectedly".into()))
+}
+
+async fn start(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let params: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        query
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "The request body must be a JSON object",
+                );
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    format!("The request body is not valid JSON: {e}"),
+                );
+            }
+        }
+    };
+    let request = match LoadRequest::parse(&params) {
+        Ok(request) => request,
+        Err(message) => {
+            let code = if message.starts_with("Required parameter") {
+                "MissingParameterException"
+            } else {
+                "BadRequestException"
+            };
+            return error(StatusCode::BAD_REQUEST, code, message);
+        }
+    };
+    if let Err(message) = check_source(api.storage.clone(), request.source.clone()).await {
+        return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
+    }
+    match api.jobs.submit(request) {
+        Ok(id) => ok(json!({ "loadId": id })),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+/// `Err` is the message of a 400 answer.
+fn flag(query: &HashMap<String, String>, key: &str, default: bool) -> Result<bool, String> {
+    match query.get(key).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(format!("Parameter {key} must be TRUE or FALSE, not {v}")),
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, "BadRequestException", message)
+}
+
+fn positive(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+    max: u64,
+) -> Result<u64, String> {
+    match query.get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "Parameter {key} must be a whole number from 1 to {max}, not {v}"
+            )),
+        },
+    }
+}
+
+async fn get_loader(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(id) = query.get("loadId") {
+        return status(&api, id, &query);
+    }
+    let limit = match positive(&query, "limit", 100, 100) {
+        Ok(n) => n,
+        Err(message) => return bad_request(message),
+    };
+    let include_queued = match flag(&query, "includeQueuedLoads", true) {
+        Ok(b) => b,
+        Err(message) => return bad_request(message),
+    };
+    ok(json!({ "loadIds": api.jobs.list(limit as usize, include_queued) }))
+}
+
+async fn status_by_path(
+    State(api): State<Api>,
+    Path(load_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    status(&api, &load_id, &query)
+}
+
+fn status(api: &Api, id: &str, query: &HashMap<String, String>) -> Response {
+    let parsed = (|| {
+        let details = flag(query, "details", false)?;
+        let errors = flag(query, "errors", false)?;
+        let page = positive(query, "page", 1, u64::from(u32::MAX))?;
+        let per_page = positive(query, "errorsPerPage", 10, u64::from(u32::MAX))?;
+        Ok::<_, String>((details, errors.then_some((page, per_page))))
+    })();
+    let (details, errors) = match parsed {
+        Ok(p) => p,
+        Err(message) => return bad_request(message),
+    };
+    match api
+        .jobs
+        .with_load(id, |load| load.status_payload(details, errors))
+    {
+        Some(payload) => ok(payload),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "BulkLoadIdNotFoundException",
+            format!("The load with id = {id} does not exist"),
+        ),
+    }
+}
+
+async fn cancel_by_path(State(api): State<Api>, Path(load_id): Path<String>) -> Response {
+    cancel(&api, &load_id)
+}
+
+async fn cancel_by_query(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match query.get("loadId") {
+        Some(id) => cancel(&api, id),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "MissingParameterException",
+            "Required parameter loadId is missing",
+        ),
+    }
+}
+
+/// Success is 200 with no body (§2.9).
+fn cancel(api: &Api, id: &str) -> Response {
+    match api.jobs.cancel(id) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+/// Answers for anything else, in Neptune's error shape.
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "UnsupportedOperationException",
+        format!(
+            "neptune-local serves the bulk loader API only: no {method} {}",
+            uri.path()
+        ),
+    )
+}

@@ -1,0 +1,179 @@
+//! A local stand-in for Amazon Neptune's bulk loader: the loader's HTTP API
+//! (neptune-reference.md §2) over an embedded SQLite graph store, with Gremlin CSV checked as
+//! strictly as Neptune checks it (§1).
+//!
+//! ```text
+//! HTTP (axum)  ->  jobs: admission, queue of 64, dependencies, modes, durable history
+//!              ->  worker thread: list source (local or S3) -> read (.gz) -> check -> apply
+//!                  vertex files, then edge files, to the graph store (SQLite)
+//! ```
+//!
+//! It is the test double of the `loader` crate and the default target when no Neptune endpoint
+//! is configured. Tests start it in-process on `127.0.0.1:0` with [`Server::start`], and can
+//! inject faults through [`Server::faults`].
+
+mod api;
+mod execute;
+mod faults;
+mod jobs;
+mod model;
+mod sigv4;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use faults::{Faults, NotTerminal};
+pub use sigv4::SigV4Credentials;
+pub use store::{GraphStore, Neighbour, Property, Stats, StoreError, VertexView};
+
+/// The graph store's file name inside the data folder.
+pub const GRAPH_FILE: &str = "graph.db";
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds `graph.db` (the graph) and `loads.db` (the load history); created if missing.
+    pub data_dir: PathBuf,
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// When set, every request must carry a valid SigV4 signature made with these credentials.
+    pub sigv4: Option<SigV4Credentials>,
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    History(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server. Dropping it stops it: a load in progress is interrupted as a crash would
+/// interrupt it, and is reported as `LOAD_UNEXPECTED_ERROR` after a restart.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    jobs: Arc<jobs::Jobs>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    http: Option<JoinHandle<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the data folder, binds the address and serves on threads of its own, so it can be
+    /// started from synchronous and asynchronous code alike.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
+        let faults = Arc::new(Faults::default());
+        let jobs =
+            Arc::new(jobs::Jobs::open(&config.data_dir, faults).map_err(StartError::History)?);
+        let storage = Arc::new(idgraph_storage::Store::default());
+        let bind = |source| StartError::Bind {
+            addr: config.addr,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(config.addr).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(bind)?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(bind)?
+        };
+        let router = api::router(api::Api {
+            jobs: jobs.clone(),
+            storage: storage.clone(),
+            sigv4: config.sigv4.map(Arc::new),
+            started: jobs::now_seconds(),
+        });
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = std::thread::Builder::new()
+            .name("neptune-local-http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        eprintln!("neptune-local: the HTTP server stopped: {e}");
+                    }
+                });
+                runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            })
+            .map_err(bind)?;
+        let worker = execute::Worker {
+            graph,
+            storage,
+            jobs: jobs.clone(),
+        };
+        let worker = std::thread::Builder::new()
+            .name("neptune-local-loader".into())
+            .spawn(move || worker.run())
+            .map_err(bind)?;
+        Ok(Server {
+            addr,
+            jobs,
+            shutdown: Some(shutdown),
+            http: Some(http),
+            worker: Some(worker),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for a client's `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The faults to inject into the next requests and loads.
+    pub fn faults(&self) -> &Faults {
+        &self.jobs.faults
+    }
+
+    /// Serves until the process is stopped.
+    pub fn wait(mut self) {
+        if let Some(http) = self.http.take() {
+            let _ = http.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.jobs.shutdown();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        for handle in [self.worker.take(), self.http.take()].into_iter().flatten() {
+            let _ = handle.join();
+        }
+    }
+}
