@@ -170,10 +170,17 @@ impl Worker {
                 format!("Injected fault: transient read error on {uri}"),
             ));
         }
-        let bytes = self
-            .storage
-            .read(location)
-            .map_err(|e| (status::S3_READ_ERROR, e.to_string()))?;
+        let bytes = self.storage.read(location).map_err(|e| {
+            let message = e.to_string();
+            let status = if message.contains("AccessDenied") {
+                status::S3_ACCESS_DENIED
+            } else if message.contains("NoSuchKey") || message.contains("No such file") {
+                status::FEED_MODIFIED_OR_DELETED
+            } else {
+                status::S3_READ_ERROR
+            };
+            (status, message)
+        })?;
         let lower = uri.to_ascii_lowercase();
         let bytes = if lower.ends_with(".gz") {
             let mut out = Vec::new();
@@ -215,14 +222,6 @@ impl Worker {
             );
             return injected;
         }
-        let delay = self.jobs.faults.load_delay();
-        let until = Instant::now() + delay;
-        while Instant::now() < until {
-            if cancel.load(Ordering::SeqCst) {
-                return status::CANCELLED_BY_USER.to_owned();
-            }
-            std::thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
-        }
         let listed =
             Source::parse(&request.source).and_then(|s| s.list(&self.storage, &request.source));
         let listed = match listed {
@@ -232,6 +231,16 @@ impl Worker {
                 return status::INVALID_REQUEST.to_owned();
             }
         };
+        // A slow load (fault injection) waits between listing and reading, as a real one spends
+        // time between the two; a file changed meanwhile fails its feed.
+        let delay = self.jobs.faults.load_delay();
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if cancel.load(Ordering::SeqCst) {
+                return status::CANCELLED_BY_USER.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
+        }
         let mut files: Vec<LoadFile> = Vec::new();
         for (uri, location) in listed {
             if skip.contains(&uri) {
@@ -274,10 +283,11 @@ impl Worker {
             };
             let outcome = match &file.text {
                 Err((feed_status, message)) => {
-                    let code = if *feed_status == status::S3_READ_ERROR {
-                        status::S3_READ_ERROR
-                    } else {
-                        PARSING_ERROR
+                    let code = match *feed_status {
+                        status::S3_READ_ERROR => status::S3_READ_ERROR,
+                        status::S3_ACCESS_DENIED => "S3_ACCESS_DENIED_ERROR",
+                        status::FEED_MODIFIED_OR_DELETED => "FILE_MODIFICATION_OR_DELETION_ERROR",
+                        _ => PARSING_ERROR,
                     };
                     self.log(id, code, message.clone(), &file.uri, 0);
                     Err((feed_status.to_string(), Stop::Failed))

@@ -22,6 +22,8 @@ pub(crate) mod status {
     pub const UNEXPECTED_ERROR: &str = "LOAD_UNEXPECTED_ERROR";
     pub const FAILED: &str = "LOAD_FAILED";
     pub const S3_READ_ERROR: &str = "LOAD_S3_READ_ERROR";
+    pub const S3_ACCESS_DENIED: &str = "LOAD_S3_ACCESS_DENIED_ERROR";
+    pub const FEED_MODIFIED_OR_DELETED: &str = "LOAD_DATA_FAILED_DUE_TO_FEED_MODIFIED_OR_DELETED";
     pub const DEPENDENCY_NOT_SATISFIED: &str = "LOAD_FAILED_BECAUSE_DEPENDENCY_NOT_SATISFIED";
     pub const INVALID_REQUEST: &str = "LOAD_FAILED_INVALID_REQUEST";
 
@@ -34,9 +36,9 @@ pub(crate) mod status {
         UNEXPECTED_ERROR,
         FAILED,
         S3_READ_ERROR,
-        "LOAD_S3_ACCESS_DENIED_ERROR",
+        S3_ACCESS_DENIED,
         "LOAD_DATA_DEADLOCK",
-        "LOAD_DATA_FAILED_DUE_TO_FEED_MODIFIED_OR_DELETED",
+        FEED_MODIFIED_OR_DELETED,
         INVALID_REQUEST,
     ];
 

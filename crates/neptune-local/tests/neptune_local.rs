@@ -940,6 +940,63 @@ mod lifecycle {
         assert_eq!(counter(&again, "totalRecords"), 0);
         assert_eq!(overall(&again)["runNumber"], 2);
     }
+
+    #[tokio::test]
+    async fn a_load_interrupted_by_a_stop_reads_unexpected_error_after_the_restart() {
+        let data = tempdir();
+        let source = tempdir();
+        vertices(source.path(), "v.csv", &["a"]);
+        let path = source.path().display().to_string();
+        let id = {
+            let server = server(data.path());
+            let client = client(&server);
+            server.faults().set_load_delay(Duration::from_secs(60));
+            let id = start(load(&client, &path)).await;
+            while status_of(&status(&client, &id).await) != "LOAD_IN_PROGRESS" {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            id
+        };
+        let server = server(data.path());
+        let client = client(&server);
+        let payload = status(&client, &id).await;
+        assert_eq!(status_of(&payload), "LOAD_UNEXPECTED_ERROR", "{payload}");
+        assert_eq!(errors(&payload)[0].0, "INTERNAL_ERROR");
+        // Resubmitting the source with AUTO loads it.
+        let resumed = wait(&client, &start(load(&client, &path)).await).await;
+        assert_eq!(status_of(&resumed), "LOAD_COMPLETED");
+        assert_eq!(counter(&resumed, "totalRecords"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_deleted_during_the_load_fails_its_feed() {
+        let data = tempdir();
+        let server = server(data.path());
+        let client = client(&server);
+        let source = tempdir();
+        vertices(source.path(), "1.csv", &["a"]);
+        let doomed = write(source.path(), "2.csv", "~id\nb\n");
+        server.faults().set_load_delay(Duration::from_millis(500));
+        let id = start(load(&client, &source.path().display().to_string())).await;
+        while status_of(&status(&client, &id).await) != "LOAD_IN_PROGRESS" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::remove_file(doomed).unwrap_or_else(|e| panic!("{e}"));
+        let payload = wait(&client, &id).await;
+        assert_eq!(status_of(&payload), "LOAD_FAILED", "{payload}");
+        assert_eq!(
+            payload["failedFeeds"][0]["status"],
+            "LOAD_DATA_FAILED_DUE_TO_FEED_MODIFIED_OR_DELETED"
+        );
+        assert_eq!(
+            errors(&payload),
+            [(
+                "FILE_MODIFICATION_OR_DELETION_ERROR".to_owned(),
+                "2.csv".to_owned(),
+                0
+            )]
+        );
+    }
 }
 
 mod access {
@@ -1037,20 +1094,57 @@ mod access {
             "source": "/tmp", "format": "csv", "iamRoleArn": ROLE, "region": "us-east-1",
             "mode": "SOMETIMES", "failOnError": "FALSE"
         });
-        let answer = raw_post(&server, &body.to_string());
+        let answer = raw(&server, "POST", "/loader", &body.to_string());
         assert!(
             answer.starts_with("HTTP/1.1 400") && answer.contains("mode"),
             "{answer}"
         );
+        // A good request as query parameters, and the query forms of status and cancel
+        // (§2.1, §2.6, §2.9).
+        let source = tempdir();
+        write(source.path(), "v.csv", "~id\na\n");
+        let query = format!(
+            "/loader?source={}&format=csv&iamRoleArn={ROLE}&region=us-east-1&failOnError=FALSE",
+            source.path().display()
+        );
+        let answer = raw(&server, "POST", &query, "");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("loadId"),
+            "{answer}"
+        );
+        let id = answer
+            .split("\"loadId\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no loadId in {answer}"))
+            .to_owned();
+        assert_eq!(status_of(&wait(&client, &id).await), "LOAD_COMPLETED");
+        let answer = raw(&server, "GET", &format!("/loader?loadId={id}"), "");
+        assert!(answer.contains("LOAD_COMPLETED"), "{answer}");
+        let answer = raw(&server, "DELETE", &format!("/loader?loadId={id}"), "");
+        assert!(
+            answer.starts_with("HTTP/1.1 404") && answer.contains("not active"),
+            "{answer}"
+        );
+        let answer = raw(&server, "GET", "/status", "");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("healthy"),
+            "{answer}"
+        );
+        let answer = raw(&server, "GET", "/gremlin", "");
+        assert!(
+            answer.starts_with("HTTP/1.1 404") && answer.contains("loader API only"),
+            "{answer}"
+        );
     }
 
-    /// A bare HTTP/1.1 POST /loader, returning the whole answer.
-    fn raw_post(server: &Server, body: &str) -> String {
+    /// A bare HTTP/1.1 request, returning the whole answer.
+    fn raw(server: &Server, method: &str, target: &str, body: &str) -> String {
         use std::io::{Read, Write};
         let mut stream =
             std::net::TcpStream::connect(server.addr()).unwrap_or_else(|e| panic!("{e}"));
         let request = format!(
-            "POST /loader HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             server.addr(),
             body.len()
