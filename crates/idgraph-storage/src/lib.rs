@@ -77,6 +77,17 @@ impl Location {
     }
 }
 
+/// Server-side encryption of uploaded objects.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Encryption {
+    None,
+    /// SSE-S3.
+    #[default]
+    Aes256,
+    /// SSE-KMS, with the bucket's default key when no key id is given.
+    Kms(Option<String>),
+}
+
 /// A file found under a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
@@ -238,6 +249,158 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// Uploads a whole object with server-side encryption, its SHA-256 in the object's metadata
+    /// (`x-amz-meta-sha256`, so a later run can skip an identical object) and an SHA-256
+    /// checksum the server verifies. Locally it is [`Store::write`].
+    pub fn put(
+        &self,
+        location: &Location,
+        bytes: Vec<u8>,
+        sha256_hex: &str,
+        encryption: &Encryption,
+    ) -> Result<(), Error> {
+        let Location::S3 { bucket, prefix } = location else {
+            return self.write(location, bytes);
+        };
+        let s3 = self.s3()?;
+        let uri = location.to_string();
+        s3.runtime.block_on(async {
+            let mut request = s3
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(prefix)
+                .metadata("sha256", sha256_hex)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .body(bytes.into());
+            request = match encryption {
+                Encryption::None => request,
+                Encryption::Aes256 => {
+                    request.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                }
+                Encryption::Kms(key) => {
+                    let request = request
+                        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms);
+                    match key {
+                        Some(key) => request.ssekms_key_id(key),
+                        None => request,
+                    }
+                }
+            };
+            request
+                .send()
+                .await
+                .map_err(|e| s3_error("cannot upload", &uri, e))?;
+            Ok(())
+        })
+    }
+
+    /// Writes an object only if none exists there: `Ok(false)` when one does. Locally an
+    /// exclusive create; on S3 a conditional write (`If-None-Match: *`).
+    pub fn create_new(&self, location: &Location, bytes: Vec<u8>) -> Result<bool, Error> {
+        match location {
+            Location::Local(path) => {
+                use std::io::Write;
+                let fail = |e: std::io::Error| {
+                    StorageError(format!("cannot create {}: {e}", path.display()))
+                };
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(fail)?;
+                }
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                {
+                    Ok(mut file) => {
+                        file.write_all(&bytes).map_err(fail)?;
+                        file.sync_all().map_err(fail)?;
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let uri = location.to_string();
+                s3.runtime.block_on(async {
+                    match s3
+                        .client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(prefix)
+                        .if_none_match("*")
+                        .body(bytes.into())
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e)
+                            if e.raw_response().is_some_and(|r| {
+                                r.status().as_u16() == 412 || r.status().as_u16() == 409
+                            }) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(e) => Err(s3_error("cannot create", &uri, e)),
+                    }
+                })
+            }
+        }
+    }
+
+    /// Removes one object or file; a missing one is not an error.
+    pub fn remove(&self, location: &Location) -> Result<(), Error> {
+        match location {
+            Location::Local(path) => match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StorageError(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                ))),
+            },
+            Location::S3 { bucket, prefix } => {
+                let s3 = self.s3()?;
+                let uri = location.to_string();
+                s3.runtime.block_on(async {
+                    s3.client
+                        .delete_object()
+                        .bucket(bucket)
+                        .key(prefix)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| s3_error("cannot delete", &uri, e))
+                })
+            }
+        }
+    }
+
+    /// The SHA-256 an object was uploaded with by [`Store::put`], if it exists and has one.
+    pub fn stored_sha256(&self, location: &Location) -> Result<Option<String>, Error> {
+        let Location::S3 { bucket, prefix } = location else {
+            return Ok(None);
+        };
+        let s3 = self.s3()?;
+        let uri = location.to_string();
+        s3.runtime.block_on(async {
+            match s3
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(prefix)
+                .send()
+                .await
+            {
+                Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256").cloned())),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+                Err(e) => Err(s3_error("cannot look up", &uri, e)),
+            }
+        })
     }
 
     /// Whether an object (or, locally, a file or folder) exists there.

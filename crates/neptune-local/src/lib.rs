@@ -55,6 +55,11 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     History(String),
+    #[error(
+        "another neptune-local already serves {path} (one server per data folder; stop it or \
+         use another --data-dir)"
+    )]
+    Busy { path: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -71,6 +76,8 @@ pub struct Server {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     http: Option<JoinHandle<()>>,
     worker: Option<JoinHandle<()>>,
+    /// Held while the server runs.
+    _data_dir_lock: std::fs::File,
 }
 
 impl Server {
@@ -81,6 +88,23 @@ impl Server {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        // One server per data folder: the OS releases this lock when the process ends, however
+        // it ends.
+        let lock_path = config.data_dir.join("neptune-local.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StartError::DataDir {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(StartError::Busy {
+                path: config.data_dir.display().to_string(),
+            });
+        }
         let graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
         let faults = Arc::new(Faults::default());
         let jobs =
@@ -140,6 +164,7 @@ impl Server {
             shutdown: Some(shutdown),
             http: Some(http),
             worker: Some(worker),
+            _data_dir_lock: lock,
         })
     }
 

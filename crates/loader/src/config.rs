@@ -1,0 +1,317 @@
+//! Settings from a TOML file, the environment and flags (in rising precedence), resolved once
+//! into a [`Plan`] the rest of the loader works from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use idgraph_storage::{Encryption, Location};
+use serde::Deserialize;
+
+/// Every setting, each optional: a TOML file, the environment and flags each fill some.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Local folder or `s3://bucket[/prefix]` holding `datasets/` (sources and graph).
+    pub root: Option<String>,
+    /// `s3://bucket[/prefix]` the graph files are uploaded to for Neptune to read. Defaults to
+    /// the root when it is on S3; with a local root and the local endpoint, files load in place.
+    pub stage: Option<String>,
+    /// `https://cluster:8182`; none means the local endpoint (neptune-local) in this process.
+    pub neptune_endpoint: Option<String>,
+    /// Where the local endpoint keeps its graph (default `<root>/neptune-local`).
+    pub neptune_data_dir: Option<PathBuf>,
+    pub iam_role_arn: Option<String>,
+    pub region: Option<String>,
+    /// `AES256` (default), `aws:kms` or `none`.
+    pub encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+    /// `LOW`, `MEDIUM`, `HIGH` (default) or `OVERSUBSCRIBE`.
+    pub parallelism: Option<String>,
+    pub fail_on_error: Option<bool>,
+    pub update_single_cardinality_properties: Option<bool>,
+    /// Errors tolerated per record loaded (default 0).
+    pub max_error_rate: Option<f64>,
+    /// Seconds a load may take before it is cancelled (default 7200).
+    pub load_timeout_secs: Option<u64>,
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The settings the environment gives (`IDGRAPH_*`, `NEPTUNE_*`, and the standard
+    /// `AWS_REGION`).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let flag = |name: &str| -> Result<Option<bool>, String> {
+            var(name)
+                .map(|v| match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Ok(true),
+                    "false" | "0" | "no" => Ok(false),
+                    _ => Err(format!("{name}={v}: expected true or false")),
+                })
+                .transpose()
+        };
+        let number = |name: &str| -> Result<Option<f64>, String> {
+            var(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| format!("{name}={v}: expected a number"))
+                })
+                .transpose()
+        };
+        Ok(Settings {
+            root: var("IDGRAPH_ROOT"),
+            stage: var("IDGRAPH_STAGE"),
+            neptune_endpoint: var("NEPTUNE_ENDPOINT"),
+            neptune_data_dir: var("NEPTUNE_LOCAL_DATA_DIR").map(PathBuf::from),
+            iam_role_arn: var("NEPTUNE_IAM_ROLE_ARN"),
+            region: var("NEPTUNE_REGION").or_else(|| var("AWS_REGION")),
+            encryption: var("IDGRAPH_ENCRYPTION"),
+            kms_key_id: var("IDGRAPH_KMS_KEY_ID"),
+            parallelism: var("NEPTUNE_PARALLELISM"),
+            fail_on_error: flag("NEPTUNE_FAIL_ON_ERROR")?,
+            update_single_cardinality_properties: flag("NEPTUNE_UPDATE_SINGLE_CARDINALITY")?,
+            max_error_rate: number("IDGRAPH_MAX_ERROR_RATE")?,
+            load_timeout_secs: number("IDGRAPH_LOAD_TIMEOUT_SECS")?.map(|n| n as u64),
+        })
+    }
+
+    /// `self` with every setting `over` gives replaced.
+    pub fn overlay(self, over: Settings) -> Settings {
+        Settings {
+            root: over.root.or(self.root),
+            stage: over.stage.or(self.stage),
+            neptune_endpoint: over.neptune_endpoint.or(self.neptune_endpoint),
+            neptune_data_dir: over.neptune_data_dir.or(self.neptune_data_dir),
+            iam_role_arn: over.iam_role_arn.or(self.iam_role_arn),
+            region: over.region.or(self.region),
+            encryption: over.encryption.or(self.encryption),
+            kms_key_id: over.kms_key_id.or(self.kms_key_id),
+            parallelism: over.parallelism.or(self.parallelism),
+            fail_on_error: over.fail_on_error.or(self.fail_on_error),
+            update_single_cardinality_properties: over
+                .update_single_cardinality_properties
+                .or(self.update_single_cardinality_properties),
+            max_error_rate: over.max_error_rate.or(self.max_error_rate),
+            load_timeout_secs: over.load_timeout_secs.or(self.load_timeout_secs),
+        }
+    }
+}
+
+/// Which bulk loader to drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Neptune cluster (or any endpoint speaking its loader API).
+    Remote { endpoint: String },
+    /// neptune-local, started in this process over this data folder.
+    Local { data_dir: PathBuf },
+}
+
+/// Resolved, checked settings.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub root: Location,
+    pub stage: Option<Location>,
+    pub target: Target,
+    pub iam_role_arn: String,
+    pub region: String,
+    pub encryption: Encryption,
+    pub parallelism: String,
+    pub fail_on_error: bool,
+    pub update_single_cardinality_properties: bool,
+    pub max_error_rate: f64,
+    pub load_timeout: Duration,
+}
+
+const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/neptune-local";
+
+impl Plan {
+    /// Checks the settings; every message names the setting.
+    pub fn resolve(settings: Settings) -> Result<Plan, String> {
+        let root: Location = settings
+            .root
+            .as_deref()
+            .unwrap_or("data")
+            .parse()
+            .map_err(|e| format!("root: {e}"))?;
+        let target = match settings.neptune_endpoint.filter(|e| !e.is_empty()) {
+            Some(endpoint) => {
+                if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                    return Err(format!(
+                        "neptune_endpoint `{endpoint}`: expected https://HOST:8182"
+                    ));
+                }
+                Target::Remote { endpoint }
+            }
+            None => Target::Local {
+                data_dir: settings.neptune_data_dir.unwrap_or_else(|| match &root {
+                    Location::Local(path) => path.join("neptune-local"),
+                    Location::S3 { .. } => PathBuf::from("data/neptune-local"),
+                }),
+            },
+        };
+        let stage = match settings.stage.filter(|s| !s.is_empty()) {
+            Some(stage) => match stage.parse().map_err(|e| format!("stage: {e}"))? {
+                Location::Local(_) => {
+                    return Err(format!(
+                        "stage `{stage}`: expected s3://BUCKET/PREFIX (Neptune reads from S3)"
+                    ));
+                }
+                s3 => Some(s3),
+            },
+            None => match &root {
+                Location::S3 { .. } => Some(root.clone()),
+                Location::Local(_) => None,
+            },
+        };
+        let remote = matches!(target, Target::Remote { .. });
+        if remote && stage.is_none() {
+            return Err(
+                "a Neptune cluster loads from S3: set stage (--stage s3://BUCKET/PREFIX) or an \
+                 s3:// root"
+                    .into(),
+            );
+        }
+        let iam_role_arn = match settings.iam_role_arn.filter(|s| !s.is_empty()) {
+            Some(arn) => arn,
+            None if !remote => LOCAL_ROLE.to_owned(),
+            None => {
+                return Err("iam_role_arn is required for a Neptune cluster \
+                            (--iam-role-arn or NEPTUNE_IAM_ROLE_ARN)"
+                    .into());
+            }
+        };
+        let region = match settings.region.filter(|s| !s.is_empty()) {
+            Some(region) => region,
+            None if !remote => "us-east-1".to_owned(),
+            None => {
+                return Err(
+                    "region is required for a Neptune cluster (--region or AWS_REGION)".into(),
+                );
+            }
+        };
+        let encryption = match settings
+            .encryption
+            .as_deref()
+            .unwrap_or("AES256")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "aes256" => Encryption::Aes256,
+            "aws:kms" | "kms" => Encryption::Kms(settings.kms_key_id.clone()),
+            "none" => Encryption::None,
+            other => {
+                return Err(format!(
+                    "encryption `{other}`: expected AES256, aws:kms or none"
+                ));
+            }
+        };
+        let parallelism = settings
+            .parallelism
+            .unwrap_or_else(|| "HIGH".into())
+            .to_ascii_uppercase();
+        if !["LOW", "MEDIUM", "HIGH", "OVERSUBSCRIBE"].contains(&parallelism.as_str()) {
+            return Err(format!(
+                "parallelism `{parallelism}`: expected LOW, MEDIUM, HIGH or OVERSUBSCRIBE"
+            ));
+        }
+        let max_error_rate = settings.max_error_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&max_error_rate) {
+            return Err(format!(
+                "max_error_rate {max_error_rate}: expected a fraction from 0 to 1"
+            ));
+        }
+        Ok(Plan {
+            root,
+            stage,
+            target,
+            iam_role_arn,
+            region,
+            encryption,
+            parallelism,
+            fail_on_error: settings.fail_on_error.unwrap_or(true),
+            // Vertex properties are written `(single)`: an incremental batch must be able to
+            // replace a value (a new loyalty level), which Neptune refuses without this.
+            update_single_cardinality_properties: settings
+                .update_single_cardinality_properties
+                .unwrap_or(true),
+            max_error_rate,
+            load_timeout: Duration::from_secs(settings.load_timeout_secs.unwrap_or(7200)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let file: Settings =
+            toml::from_str("root = \"a\"\nregion = \"eu-west-1\"\nparallelism = \"LOW\"")
+                .unwrap_or_else(|e| panic!("{e}"));
+        let env = Settings::from_env(|k| (k == "AWS_REGION").then(|| "us-west-2".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let flags = Settings {
+            root: Some("b".into()),
+            ..Settings::default()
+        };
+        let merged = file.overlay(env).overlay(flags);
+        assert_eq!(merged.root.as_deref(), Some("b"));
+        assert_eq!(merged.region.as_deref(), Some("us-west-2"));
+        assert_eq!(merged.parallelism.as_deref(), Some("LOW"));
+    }
+
+    #[test]
+    fn the_local_default_needs_nothing_and_a_cluster_needs_s3_a_role_and_a_region() {
+        let plan = Plan::resolve(Settings::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.root, Location::Local("data".into()));
+        assert_eq!(
+            plan.target,
+            Target::Local {
+                data_dir: "data/neptune-local".into()
+            }
+        );
+        assert!(plan.stage.is_none());
+        let cluster = Settings {
+            neptune_endpoint: Some("https://c:8182".into()),
+            ..Settings::default()
+        };
+        assert!(
+            Plan::resolve(cluster.clone())
+                .err()
+                .unwrap_or_default()
+                .contains("stage")
+        );
+        let with_stage = Settings {
+            stage: Some("s3://b/p".into()),
+            ..cluster
+        };
+        assert!(
+            Plan::resolve(with_stage.clone())
+                .err()
+                .unwrap_or_default()
+                .contains("iam_role_arn")
+        );
+        let full = Settings {
+            iam_role_arn: Some("arn:aws:iam::1:role/r".into()),
+            region: Some("us-east-1".into()),
+            ..with_stage
+        };
+        assert!(Plan::resolve(full).is_ok());
+        let bad = Settings {
+            encryption: Some("rot13".into()),
+            ..Settings::default()
+        };
+        assert!(
+            Plan::resolve(bad)
+                .err()
+                .unwrap_or_default()
+                .contains("encryption")
+        );
+    }
+}

@@ -1,0 +1,591 @@
+//! Full and incremental runs: transform what is not transformed, stage the graph files where
+//! the loader reads them, load vertices then edges (a dependent load), and record every step in
+//! the run state so a run killed at any point resumes without loading anything twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use idgraph_core::{BatchId, Layout, SourceKind};
+use idgraph_storage::{Location, Store};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Plan;
+use crate::neptune::{LoadErrorEntry, LoadRequest, LoadStatus, Neptune, Phase, phase};
+use crate::state::{FileRecord, LoadRecord, Lock, State, now};
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    LoadFailed(Box<FailedLoad>),
+}
+
+/// A load that ended badly, with its error log.
+#[derive(Debug)]
+pub struct FailedLoad {
+    pub batch: String,
+    pub part: String,
+    pub load_id: String,
+    pub status: String,
+    pub error_count: u64,
+    pub errors: Vec<LoadErrorEntry>,
+}
+
+impl std::fmt::Display for FailedLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "batch {}: the {} load {} ended {}{}",
+            self.batch,
+            self.part,
+            self.load_id,
+            self.status,
+            errors_summary(&self.errors, self.error_count)
+        )
+    }
+}
+
+fn errors_summary(errors: &[LoadErrorEntry], count: u64) -> String {
+    let mut text = format!(" with {count} errors");
+    for e in errors.iter().take(50) {
+        text.push_str(&format!(
+            "\n  {}:{}: {} {}",
+            e.file, e.record, e.code, e.message
+        ));
+    }
+    if errors.len() > 50 {
+        text.push_str(&format!(
+            "\n  ... and {} more (loader errors LOAD_ID lists them all)",
+            errors.len() - 50
+        ));
+    }
+    text
+}
+
+/// What a run did to one batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub batch: String,
+    pub transformed: bool,
+    /// Already loaded by an earlier run: nothing was done.
+    pub already_loaded: bool,
+    pub files: usize,
+    pub uploaded_files: usize,
+    pub uploaded_bytes: u64,
+    pub loads: Vec<LoadRecord>,
+    pub vertices: BTreeMap<String, u64>,
+    pub edges: BTreeMap<String, u64>,
+}
+
+/// What a run would do to one batch (`--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedBatch {
+    pub batch: String,
+    /// The batch has no graph output yet: it would be transformed first.
+    pub transform: bool,
+    pub files: Option<usize>,
+    pub bytes: Option<u64>,
+    /// Where its files would be uploaded; `None` loads them in place.
+    pub stage_to: Option<String>,
+    pub loads: Vec<String>,
+    pub already_loaded: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub batches: Vec<BatchReport>,
+    pub watermark: Option<String>,
+    /// Vertices and edges per label in the local endpoint's graph (the local default only).
+    pub graph: Option<neptune_local::Stats>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestFile {
+    path: String,
+    bytes: u64,
+    sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    files: Vec<ManifestFile>,
+    vertices: BTreeMap<String, u64>,
+    edges: BTreeMap<String, u64>,
+}
+
+/// How long a run holds its lock before another may take it over.
+const LOCK_TTL: Duration = Duration::from_secs(6 * 3600);
+
+/// Takes the run lock of the root, so two runs never overlap; take it before connecting to the
+/// loader and hold it for the run. Released on drop.
+pub fn lock_run<'a>(plan: &Plan, store: &'a Store) -> Result<Lock<'a>, RunError> {
+    Lock::acquire(store, &plan.root, LOCK_TTL).map_err(setup)
+}
+
+/// A run's context: the plan, storage and the loader endpoint.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub neptune: &'a Neptune,
+    pub progress: bool,
+    /// Set by a stop signal: the run ends after the batch in flight.
+    pub stop: &'a AtomicBool,
+}
+
+fn setup(e: impl std::fmt::Display) -> RunError {
+    RunError::Setup(e.to_string())
+}
+
+fn batch_name(kind: &SourceKind) -> String {
+    match kind {
+        SourceKind::Initial => "initial".into(),
+        SourceKind::Incremental(b) => b.to_string(),
+    }
+}
+
+fn graph_dir(plan: &Plan, kind: &SourceKind) -> Location {
+    plan.root.join(&Layout::graph_dir(kind))
+}
+
+fn read_manifest(plan: &Plan, store: &Store, kind: &SourceKind) -> Result<Manifest, RunError> {
+    let location = graph_dir(plan, kind).join("manifest.json");
+    let bytes = store.read(&location).map_err(setup)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| setup(format!("{location}: not a transform manifest: {e}")))
+}
+
+/// Incremental source batches newer than the watermark, oldest first.
+pub fn pending_batches(
+    plan: &Plan,
+    store: &Store,
+    state: &State,
+) -> Result<Vec<BatchId>, RunError> {
+    let base = plan.root.join(&format!("{}/incremental", Layout::SOURCES));
+    let mut batches: Vec<BatchId> = store
+        .list(&base)
+        .map_err(setup)?
+        .iter()
+        .filter_map(|o| o.relative.split('/').nth(1)?.parse().ok())
+        .filter(|b: &BatchId| state.watermark.as_deref().is_none_or(|w| b.as_str() > w))
+        .collect();
+    batches.sort();
+    batches.dedup();
+    Ok(batches)
+}
+
+/// What `full` (or `incremental`) would do, changing nothing.
+pub fn plan_only(
+    plan: &Plan,
+    store: &Store,
+    incremental: bool,
+) -> Result<Vec<PlannedBatch>, RunError> {
+    let state = State::load(store, &plan.root).map_err(setup)?;
+    let kinds: Vec<SourceKind> = if incremental {
+        pending_batches(plan, store, &state)?
+            .into_iter()
+            .map(SourceKind::Incremental)
+            .collect()
+    } else {
+        vec![SourceKind::Initial]
+    };
+    let mut planned = Vec::new();
+    for kind in kinds {
+        let name = batch_name(&kind);
+        let manifest_at = graph_dir(plan, &kind).join("manifest.json");
+        let manifest = if store.exists(&manifest_at).map_err(setup)? {
+            Some(read_manifest(plan, store, &kind)?)
+        } else {
+            None
+        };
+        let loaded = state
+            .batches
+            .get(&name)
+            .is_some_and(|b| b.stage == "loaded");
+        planned.push(PlannedBatch {
+            batch: name,
+            transform: manifest.is_none(),
+            files: manifest.as_ref().map(|m| m.files.len()),
+            bytes: manifest
+                .as_ref()
+                .map(|m| m.files.iter().map(|f| f.bytes).sum()),
+            stage_to: plan
+                .stage
+                .as_ref()
+                .map(|s| s.join(&Layout::graph_dir(&kind)).to_string()),
+            loads: if loaded {
+                Vec::new()
+            } else {
+                vec![
+                    "vertices".to_owned(),
+                    "edges (depends on vertices)".to_owned(),
+                ]
+            },
+            already_loaded: loaded,
+        });
+    }
+    Ok(planned)
+}
+
+impl Runner<'_> {
+    fn say(&self, message: &str) {
+        if self.progress {
+            eprintln!("loader: {message}");
+        }
+    }
+
+    /// `loader full`: the initial graph. The caller holds the run lock ([`lock_run`]).
+    pub fn full(&self) -> Result<RunReport, RunError> {
+        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let batch = self.batch(&mut state, &SourceKind::Initial)?;
+        self.report(vec![batch], &state)
+    }
+
+    /// `loader incremental`: every pending batch in order, the watermark moved after each.
+    pub fn incremental(&self) -> Result<RunReport, RunError> {
+        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let pending = pending_batches(self.plan, self.store, &state)?;
+        if pending.is_empty() {
+            self.say("no incremental batch newer than the watermark");
+        }
+        let mut reports = Vec::new();
+        for batch in pending {
+            if self.stop.load(Ordering::SeqCst) {
+                self.say("stopping before the next batch, as asked");
+                break;
+            }
+            let kind = SourceKind::Incremental(batch.clone());
+            reports.push(self.batch(&mut state, &kind)?);
+            state.watermark = Some(batch.to_string());
+            state.save(self.store, &self.plan.root).map_err(setup)?;
+        }
+        self.report(reports, &state)
+    }
+
+    fn report(&self, batches: Vec<BatchReport>, state: &State) -> Result<RunReport, RunError> {
+        let graph = match self.neptune.local() {
+            Some(_) => match &self.plan.target {
+                crate::config::Target::Local { data_dir } => Some(
+                    neptune_local::GraphStore::open(&data_dir.join(neptune_local::GRAPH_FILE))
+                        .and_then(|g| g.stats())
+                        .map_err(setup)?,
+                ),
+                crate::config::Target::Remote { .. } => None,
+            },
+            None => None,
+        };
+        Ok(RunReport {
+            batches,
+            watermark: state.watermark.clone(),
+            graph,
+        })
+    }
+
+    fn graph_dir(&self, kind: &SourceKind) -> Location {
+        graph_dir(self.plan, kind)
+    }
+
+    /// Transforms the batch unless its manifest is already there.
+    fn ensure_transformed(&self, kind: &SourceKind) -> Result<bool, RunError> {
+        let manifest = self.graph_dir(kind).join("manifest.json");
+        if self.store.exists(&manifest).map_err(setup)? {
+            return Ok(false);
+        }
+        self.say(&format!("transforming {}", batch_name(kind)));
+        let selection = match kind {
+            SourceKind::Initial => transform::Selection::Initial,
+            SourceKind::Incremental(b) => transform::Selection::Batch(b.clone()),
+        };
+        transform::run(&transform::Options {
+            input: self.plan.root.clone(),
+            output: self.plan.root.clone(),
+            selection,
+            mapping: transform::Mapping::default_mapping().map_err(setup)?,
+            max_reject_rate: 0.01,
+            max_file_bytes: 256_000_000,
+            gzip: false,
+            force: false,
+            progress: self.progress,
+        })
+        .map_err(setup)?;
+        Ok(true)
+    }
+
+    fn read_manifest(&self, kind: &SourceKind) -> Result<Manifest, RunError> {
+        read_manifest(self.plan, self.store, kind)
+    }
+
+    /// Puts the batch's files where the loader reads them; returns the vertex and edge sources
+    /// and (files uploaded, bytes uploaded).
+    fn stage(
+        &self,
+        kind: &SourceKind,
+        manifest: &Manifest,
+    ) -> Result<(String, String, usize, u64), RunError> {
+        let graph_dir = self.graph_dir(kind);
+        let Some(stage) = &self.plan.stage else {
+            // The local endpoint reads the local folder in place.
+            return Ok((
+                graph_dir.join("vertices").to_string() + "/",
+                graph_dir.join("edges").to_string() + "/",
+                0,
+                0,
+            ));
+        };
+        let target = stage.join(&Layout::graph_dir(kind));
+        let sources = (
+            target.join("vertices").to_string() + "/",
+            target.join("edges").to_string() + "/",
+        );
+        if target == graph_dir {
+            // The graph is already on S3 where the loader reads it.
+            return Ok((sources.0, sources.1, 0, 0));
+        }
+        let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+        let bar = if self.progress {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "uploading {msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(batch_name(kind));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let results: Vec<Result<Option<u64>, RunError>> = manifest
+            .files
+            .par_iter()
+            .map(|file| {
+                let destination = target.join(&file.path);
+                // Same content already there: a re-run uploads nothing new.
+                if self
+                    .store
+                    .stored_sha256(&destination)
+                    .map_err(setup)?
+                    .as_deref()
+                    == Some(file.sha256.as_str())
+                {
+                    bar.inc(file.bytes);
+                    return Ok(None);
+                }
+                let bytes = self
+                    .store
+                    .read(&graph_dir.join(&file.path))
+                    .map_err(setup)?;
+                self.store
+                    .put(&destination, bytes, &file.sha256, &self.plan.encryption)
+                    .map_err(setup)?;
+                bar.inc(file.bytes);
+                Ok(Some(file.bytes))
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut uploaded = (0usize, 0u64);
+        for result in results {
+            if let Some(bytes) = result? {
+                uploaded.0 += 1;
+                uploaded.1 += bytes;
+            }
+        }
+        Ok((sources.0, sources.1, uploaded.0, uploaded.1))
+    }
+
+    /// Loads one batch, resuming whatever an earlier run of it left in flight.
+    fn batch(&self, state: &mut State, kind: &SourceKind) -> Result<BatchReport, RunError> {
+        let name = batch_name(kind);
+        let transformed = self.ensure_transformed(kind)?;
+        let manifest = self.read_manifest(kind)?;
+        let mut report = BatchReport {
+            batch: name.clone(),
+            transformed,
+            already_loaded: false,
+            files: manifest.files.len(),
+            uploaded_files: 0,
+            uploaded_bytes: 0,
+            loads: Vec::new(),
+            vertices: manifest.vertices.clone(),
+            edges: manifest.edges.clone(),
+        };
+        if state
+            .batches
+            .get(&name)
+            .is_some_and(|b| b.stage == "loaded")
+        {
+            self.say(&format!("batch {name} is already loaded"));
+            report.already_loaded = true;
+            report.loads = state.batches[&name].loads.clone();
+            return Ok(report);
+        }
+        let (vertices_source, edges_source, files, bytes) = self.stage(kind, &manifest)?;
+        report.uploaded_files = files;
+        report.uploaded_bytes = bytes;
+        {
+            let record = state.batches.entry(name.clone()).or_default();
+            record.files = manifest
+                .files
+                .iter()
+                .map(|f| FileRecord {
+                    path: f.path.clone(),
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                })
+                .collect();
+            record.vertices = manifest.vertices.clone();
+            record.edges = manifest.edges.clone();
+            if record.stage.is_empty() || record.stage == "pending" || record.stage == "failed" {
+                record.stage = "uploaded".into();
+            }
+            record.updated_at = now();
+        }
+        state.save(self.store, &self.plan.root).map_err(setup)?;
+
+        let vertices = self.ensure_load(state, &name, "vertices", &vertices_source, Vec::new())?;
+        let vertices_done = vertices.1;
+        let dependencies = if vertices_done {
+            Vec::new()
+        } else {
+            vec![vertices.0.clone()]
+        };
+        let edges = self.ensure_load(state, &name, "edges", &edges_source, dependencies)?;
+        for (part, (id, done)) in [("vertices", vertices), ("edges", edges)] {
+            if !done {
+                self.finish_load(state, &name, part, &id)?;
+            }
+        }
+        let record = state.batches.entry(name.clone()).or_default();
+        record.stage = "loaded".into();
+        record.updated_at = now();
+        report.loads = record.loads.clone();
+        state.save(self.store, &self.plan.root).map_err(setup)?;
+        Ok(report)
+    }
+
+    /// The load of one part: the one an earlier run started, if it is still alive or done,
+    /// otherwise a new one recorded in the state before anything else. Returns its id and
+    /// whether it already completed.
+    fn ensure_load(
+        &self,
+        state: &mut State,
+        batch: &str,
+        part: &str,
+        source: &str,
+        dependencies: Vec<String>,
+    ) -> Result<(String, bool), RunError> {
+        let existing = state
+            .batches
+            .get(batch)
+            .and_then(|b| b.loads.iter().rev().find(|l| l.part == part).cloned());
+        if let Some(existing) = existing {
+            let status = match self.neptune.status(&existing.load_id) {
+                Ok(status) => Some(status),
+                // Forgotten by the endpoint (it keeps only recent loads): start again.
+                Err(e) if e.0.contains("BulkLoadIdNotFound") || e.0.contains("does not exist") => {
+                    None
+                }
+                // Anything else may be transient: starting another load now could load twice.
+                Err(e) => return Err(setup(e)),
+            };
+            if let Some(status) = status {
+                match phase(&status.status) {
+                    Phase::Completed => return Ok((existing.load_id, true)),
+                    Phase::Running => {
+                        self.say(&format!(
+                            "batch {batch}: the {part} load {} of an earlier run is {}; following it",
+                            existing.load_id, status.status
+                        ));
+                        return Ok((existing.load_id, false));
+                    }
+                    // Failed: start again; AUTO resumes the files it did not complete.
+                    Phase::Failed => {}
+                }
+            }
+        }
+        let id = self
+            .neptune
+            .start(
+                self.plan,
+                &LoadRequest {
+                    source: source.to_owned(),
+                    dependencies,
+                },
+            )
+            .map_err(setup)?;
+        let record = state.batches.entry(batch.to_owned()).or_default();
+        record.stage = "loading".into();
+        record.loads.push(LoadRecord {
+            part: part.to_owned(),
+            source: source.to_owned(),
+            load_id: id.clone(),
+            status: None,
+        });
+        record.updated_at = now();
+        state.save(self.store, &self.plan.root).map_err(setup)?;
+        // Said only once the id is on record: a run killed after this line resumes this load.
+        self.say(&format!(
+            "batch {batch}: {part} load {id} started from {source}"
+        ));
+        Ok((id, false))
+    }
+
+    /// Polls a load to its end, records it, and fails the run on a failed load or too many
+    /// errors (every page of the error log is fetched for the report).
+    fn finish_load(
+        &self,
+        state: &mut State,
+        batch: &str,
+        part: &str,
+        id: &str,
+    ) -> Result<LoadStatus, RunError> {
+        let mut last = String::new();
+        let status = self
+            .neptune
+            .wait(id, self.plan.load_timeout, |s| {
+                if s.status != last {
+                    last = s.status.clone();
+                    if self.progress {
+                        eprintln!("loader: batch {batch}: {part} load {id}: {}", s.status);
+                    }
+                }
+            })
+            .map_err(setup)?;
+        if let Some(record) = state.batches.get_mut(batch)
+            && let Some(load) = record.loads.iter_mut().rev().find(|l| l.load_id == id)
+        {
+            load.status = Some(status.clone());
+        }
+        let too_many =
+            status.errors() as f64 > self.plan.max_error_rate * status.total_records.max(1) as f64;
+        if phase(&status.status) != Phase::Completed || too_many {
+            if let Some(record) = state.batches.get_mut(batch) {
+                record.stage = "failed".into();
+            }
+            state.save(self.store, &self.plan.root).map_err(setup)?;
+            let errors = self.neptune.errors(id).unwrap_or_default();
+            return Err(RunError::LoadFailed(Box::new(FailedLoad {
+                batch: batch.to_owned(),
+                part: part.to_owned(),
+                load_id: id.to_owned(),
+                status: if too_many && phase(&status.status) == Phase::Completed {
+                    format!(
+                        "{} but with more errors than --max-error-rate {} allows",
+                        status.status, self.plan.max_error_rate
+                    )
+                } else {
+                    status.status.clone()
+                },
+                error_count: status.errors(),
+                errors,
+            })));
+        }
+        state.save(self.store, &self.plan.root).map_err(setup)?;
+        Ok(status)
+    }
+}
