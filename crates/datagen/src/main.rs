@@ -68,9 +68,10 @@ struct Cli {
     #[arg(long, value_name = "DATE")]
     as_of: Option<chrono::NaiveDate>,
 
-    /// Root folder of the datasets/ tree.
+    /// Root of the datasets/ tree: a folder, or s3://BUCKET[/PREFIX] (written through a local
+    /// staging folder, then uploaded with the standard AWS configuration).
     #[arg(short, long, value_name = "ROOT", default_value = "data")]
-    out: PathBuf,
+    out: String,
 
     /// Fraction of rows made dirty the way real exports are (0 to 1).
     #[arg(long, value_name = "R", default_value_t = 0.0, value_parser = fraction, allow_hyphen_values = true)]
@@ -138,8 +139,36 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let s3_out: Option<idgraph_storage::Location> = match cli.out.parse() {
+        Ok(location @ idgraph_storage::Location::S3 { .. }) => Some(location),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("datagen: error: --out: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let staging = match &s3_out {
+        Some(_) => match tempfile::tempdir() {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                eprintln!("datagen: error: cannot create a staging folder: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let store = idgraph_storage::Store::default();
+    if let (Some(dest), Some(staging)) = (&s3_out, &staging)
+        && let Err(e) = s3::prepare(&store, dest, staging.path(), cli.incremental, cli.force)
+    {
+        eprintln!("datagen: error: {e}");
+        return ExitCode::FAILURE;
+    }
     let config = Config {
-        root: cli.out,
+        root: match &staging {
+            Some(dir) => dir.path().to_path_buf(),
+            None => PathBuf::from(&cli.out),
+        },
         records: cli.records,
         uniqueness: cli.uniqueness,
         seed: cli.seed,
@@ -154,11 +183,26 @@ fn main() -> ExitCode {
         gzip: cli.gzip,
         progress: !cli.quiet && !cli.json && std::io::stderr().is_terminal(),
     };
-    match datagen::generate(&config) {
+    let generated = datagen::generate(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|report| match (&s3_out, &staging) {
+            (Some(dest), Some(staging)) => {
+                s3::upload(&store, staging.path(), dest).map(|()| report)
+            }
+            _ => Ok(report),
+        });
+    // Reports name the S3 location, not the staging folder.
+    let shown = |text: String| match (&s3_out, &staging) {
+        (Some(dest), Some(staging)) => {
+            text.replace(&staging.path().display().to_string(), &dest.to_string())
+        }
+        _ => text,
+    };
+    match generated {
         Ok(report) => {
             if cli.json {
                 match serde_json::to_string_pretty(&report) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => println!("{}", shown(json)),
                     Err(e) => {
                         eprintln!("datagen: error: cannot encode the report: {e}");
                         return ExitCode::FAILURE;
@@ -168,7 +212,7 @@ fn main() -> ExitCode {
                     eprintln!("datagen: warning: {warning}");
                 }
             } else {
-                print!("{report}");
+                print!("{}", shown(report.to_string()));
             }
             ExitCode::SUCCESS
         }
@@ -176,5 +220,59 @@ fn main() -> ExitCode {
             eprintln!("datagen: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--out s3://...`: generate into a staging folder, then upload it in the same layout.
+mod s3 {
+    use std::path::Path;
+
+    use idgraph_storage::{Location, Store};
+    use rayon::prelude::*;
+
+    const STATE: &str = "datasets/sources/datagen_state.json";
+
+    /// Brings the population state down for an incremental batch, and refuses to overwrite an
+    /// initial population without --force, as a local --out does.
+    pub fn prepare(
+        store: &Store,
+        dest: &Location,
+        staging: &Path,
+        incremental: bool,
+        force: bool,
+    ) -> Result<(), String> {
+        let state = dest.join(STATE);
+        if incremental {
+            let bytes = store.read(&state).map_err(|e| {
+                format!("{e}: an incremental batch needs the initial population's state in {dest}")
+            })?;
+            store
+                .write(&Location::Local(staging.join(STATE)), bytes)
+                .map_err(|e| e.to_string())?;
+        } else if !force
+            && !store
+                .list(&dest.join("datasets/sources/initial"))
+                .map_err(|e| e.to_string())?
+                .is_empty()
+        {
+            return Err(format!(
+                "{dest} already holds an initial population; use --force to replace it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Uploads every staged file to the same path below `dest`.
+    pub fn upload(store: &Store, staging: &Path, dest: &Location) -> Result<(), String> {
+        let files = store
+            .list(&Location::Local(staging.to_path_buf()))
+            .map_err(|e| e.to_string())?;
+        files.par_iter().try_for_each(|file| {
+            let bytes = std::fs::read(staging.join(&file.relative))
+                .map_err(|e| format!("cannot read staged {}: {e}", file.relative))?;
+            store
+                .write(&dest.join(&file.relative), bytes)
+                .map_err(|e| e.to_string())
+        })
     }
 }

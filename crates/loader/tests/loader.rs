@@ -486,6 +486,55 @@ mod failures {
     }
 }
 
+mod schedule {
+    use super::*;
+
+    #[test]
+    fn once_runs_incremental_and_every_stops_cleanly_on_sigterm() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 200);
+        increment(root, 50, "20260102_000000");
+        let out = run_ok({
+            let mut c = loader_cmd(root);
+            c.args(["--json", "schedule", "--once"]);
+            c
+        });
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report["watermark"], "20260102_000000");
+
+        let child = Command::new(env!("CARGO_BIN_EXE_loader"))
+            .arg("--root")
+            .arg(root)
+            .args(["--json", "schedule", "--every", "1s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Let it run at least once, then ask it to stop.
+        std::thread::sleep(std::time::Duration::from_millis(2_500));
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("stopping after the batch in flight")
+        );
+        assert!(
+            !root.join("datasets/loader/lock").exists(),
+            "the lock is released"
+        );
+    }
+}
+
 mod s3 {
     use super::*;
 
