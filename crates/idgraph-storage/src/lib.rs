@@ -398,7 +398,14 @@ impl Store {
             {
                 Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256").cloned())),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-                Err(e) => Err(s3_error("cannot look up", &uri, e)),
+                // A HEAD answer has no body to name the error: its HTTP status does.
+                Err(e) => {
+                    let status = e
+                        .raw_response()
+                        .map(|r| format!(" (HTTP {})", r.status().as_u16()))
+                        .unwrap_or_default();
+                    Err(s3_error(&format!("cannot look up{status}"), &uri, e))
+                }
             }
         })
     }
@@ -423,7 +430,14 @@ impl Store {
                         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                             Ok(false)
                         }
-                        Err(e) => Err(s3_error("cannot look up", &uri, e)),
+                        // A HEAD answer has no body to name the error: its HTTP status does.
+                        Err(e) => {
+                            let status = e
+                                .raw_response()
+                                .map(|r| format!(" (HTTP {})", r.status().as_u16()))
+                                .unwrap_or_default();
+                            Err(s3_error(&format!("cannot look up{status}"), &uri, e))
+                        }
                     }
                 })
             }

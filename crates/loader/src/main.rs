@@ -96,6 +96,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Transform (if needed) and upload one batch to the stage, loading nothing.
+    Upload {
+        /// An incremental batch (YYYYMMDD_HHMMSS); the initial graph when absent.
+        #[arg(long)]
+        batch: Option<String>,
+    },
     /// Run `incremental` on an interval until SIGINT or SIGTERM, or once (--once).
     Schedule {
         /// The interval: 90s, 15m, 1h.
@@ -363,6 +369,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Upload { batch } => {
+            let started = Instant::now();
+            let batch = batch
+                .map(|b| b.parse::<idgraph_core::BatchId>())
+                .transpose()?;
+            let lock = loader::lock_run(&plan, &store)?;
+            // Uploading needs no loader endpoint: a throwaway local one satisfies the runner.
+            let scratch = tempfile::tempdir()?;
+            let neptune = Neptune::connect(&throwaway(&plan, &scratch))?;
+            let runner = Runner {
+                plan: &plan,
+                store: &store,
+                neptune: &neptune,
+                progress,
+                stop: &STOP,
+            };
+            let (files, uploaded, bytes) = runner.upload(batch)?;
+            lock.release().map_err(anyhow::Error::msg)?;
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"files": files, "uploaded_files": uploaded,
+                                       "uploaded_bytes": bytes, "seconds": seconds})
+                );
+            } else {
+                println!("{files} files, {uploaded} uploaded ({bytes} bytes) in {seconds:.2} s");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { load_id } => {
             let neptune = Neptune::connect(&plan)?;
             let status = neptune.status(&load_id)?;
@@ -418,6 +454,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The plan with the local endpoint in a temporary folder, for commands that load nothing.
+fn throwaway(plan: &Plan, dir: &tempfile::TempDir) -> Plan {
+    let mut plan = plan.clone();
+    plan.target = loader::Target::Local {
+        data_dir: dir.path().to_path_buf(),
+    };
+    plan
 }
 
 fn main() -> ExitCode {

@@ -118,6 +118,9 @@ struct Manifest {
     edges: BTreeMap<String, u64>,
 }
 
+/// Concurrent uploads (as many as `aws s3 cp` makes by default).
+const UPLOAD_THREADS: usize = 10;
+
 /// How long a run holds its lock before another may take it over.
 const LOCK_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -360,33 +363,40 @@ impl Runner<'_> {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let results: Vec<Result<Option<u64>, RunError>> = manifest
-            .files
-            .par_iter()
-            .map(|file| {
-                let destination = target.join(&file.path);
-                // Same content already there: a re-run uploads nothing new.
-                if self
-                    .store
-                    .stored_sha256(&destination)
-                    .map_err(setup)?
-                    .as_deref()
-                    == Some(file.sha256.as_str())
-                {
+        // Uploads wait on the network, not the CPU: more of them than cores.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(UPLOAD_THREADS)
+            .build()
+            .map_err(setup)?;
+        let results: Vec<Result<Option<u64>, RunError>> = pool.install(|| {
+            manifest
+                .files
+                .par_iter()
+                .map(|file| {
+                    let destination = target.join(&file.path);
+                    // Same content already there: a re-run uploads nothing new.
+                    if self
+                        .store
+                        .stored_sha256(&destination)
+                        .map_err(setup)?
+                        .as_deref()
+                        == Some(file.sha256.as_str())
+                    {
+                        bar.inc(file.bytes);
+                        return Ok(None);
+                    }
+                    let bytes = self
+                        .store
+                        .read(&graph_dir.join(&file.path))
+                        .map_err(setup)?;
+                    self.store
+                        .put(&destination, bytes, &file.sha256, &self.plan.encryption)
+                        .map_err(setup)?;
                     bar.inc(file.bytes);
-                    return Ok(None);
-                }
-                let bytes = self
-                    .store
-                    .read(&graph_dir.join(&file.path))
-                    .map_err(setup)?;
-                self.store
-                    .put(&destination, bytes, &file.sha256, &self.plan.encryption)
-                    .map_err(setup)?;
-                bar.inc(file.bytes);
-                Ok(Some(file.bytes))
-            })
-            .collect();
+                    Ok(Some(file.bytes))
+                })
+                .collect()
+        });
         bar.finish_and_clear();
         let mut uploaded = (0usize, 0u64);
         for result in results {
@@ -396,6 +406,24 @@ impl Runner<'_> {
             }
         }
         Ok((sources.0, sources.1, uploaded.0, uploaded.1))
+    }
+
+    /// `loader upload`: transforms the batch if needed and stages its files, loading nothing.
+    /// Returns (files, files uploaded, bytes uploaded).
+    pub fn upload(&self, batch: Option<BatchId>) -> Result<(usize, usize, u64), RunError> {
+        let kind = match batch {
+            None => SourceKind::Initial,
+            Some(b) => SourceKind::Incremental(b),
+        };
+        if self.plan.stage.is_none() {
+            return Err(setup(
+                "nothing to upload to: give --stage s3://BUCKET/PREFIX (or an s3:// root)",
+            ));
+        }
+        self.ensure_transformed(&kind)?;
+        let manifest = self.read_manifest(&kind)?;
+        let (_, _, files, bytes) = self.stage(&kind, &manifest)?;
+        Ok((manifest.files.len(), files, bytes))
     }
 
     /// Loads one batch, resuming whatever an earlier run of it left in flight.

@@ -590,6 +590,13 @@ mod s3 {
         let stats = graph_stats(root);
         assert_eq!(stats.vertex_labels, distinct_ids(root, "vertices"));
 
+        // `upload` alone finds every object in place.
+        let upload = run(&["upload"]);
+        let upload: serde_json::Value =
+            serde_json::from_slice(&upload.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(upload["uploaded_files"], 0);
+        assert_eq!(upload["files"], batch["files"]);
+
         // Forget the run state: a new run finds every object already uploaded with the same
         // SHA-256 and uploads nothing; the load (AUTO on the same prefix) loads nothing again.
         std::fs::remove_file(root.join("datasets/loader/state.json"))
@@ -603,5 +610,46 @@ mod s3 {
             0
         );
         assert_eq!(graph_stats(root), stats);
+
+        // Two incremental batches through the stage: the graph holds every batch's ids.
+        increment(root, 100, "20260102_000000");
+        increment(root, 100, "20260103_000000");
+        let inc = run(&["incremental"]);
+        let inc: serde_json::Value =
+            serde_json::from_slice(&inc.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(inc["watermark"], "20260103_000000");
+        assert_eq!(
+            inc["batches"][1]["loads"][1]["source"],
+            "s3://stage-bucket/idgraph/datasets/graph/incremental/20260103_000000/edges/"
+        );
+        let stats = graph_stats(root);
+        assert_eq!(stats.vertex_labels, distinct_ids(root, "vertices"));
+        assert_eq!(stats.edge_labels, distinct_ids(root, "edges"));
+
+        // An S3 access error (a wrong secret) is reported, with a non-zero exit.
+        increment(root, 50, "20260104_000000");
+        let denied = loader_cmd(root)
+            .args(["--stage", "s3://stage-bucket/idgraph", "incremental"])
+            .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
+            .env("AWS_ACCESS_KEY_ID", testkit::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&denied.stderr);
+        assert!(!denied.status.success());
+        assert!(
+            stderr.contains("s3://stage-bucket/idgraph/datasets/graph/incremental/20260104_000000"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("SignatureDoesNotMatch")
+                || stderr.contains("AccessDenied")
+                || stderr.contains("403"),
+            "{stderr}"
+        );
     }
 }
