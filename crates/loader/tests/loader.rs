@@ -310,6 +310,16 @@ mod failures {
         let state = State::load(&store, &plan.root).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(state.batches["initial"].stage, "failed");
 
+        // 5xx answers beyond the client's retries are reported, not mistaken for a result.
+        local.faults().fail_next_requests(20);
+        let exhausted = runner.full();
+        let message = format!("{:?}", exhausted.err());
+        assert!(
+            message.contains("InternalFailure") || message.contains("500"),
+            "{message}"
+        );
+        local.faults().clear();
+
         // Neptune 5xx answers to status reads are retried, then the run completes.
         local.faults().fail_next_requests(3);
         let report = runner.full().unwrap_or_else(|e| panic!("{e}"));
@@ -590,6 +600,21 @@ mod s3 {
         let stats = graph_stats(root);
         assert_eq!(stats.vertex_labels, distinct_ids(root, "vertices"));
 
+        // An upload cut short (here: two objects missing, as if the process died before them)
+        // is completed by the next run, which uploads only what is missing.
+        for name in ["vertices/User-00000.csv", "edges/hasEmail-00000.csv"] {
+            std::fs::remove_file(
+                s3_root
+                    .path()
+                    .join("stage-bucket/idgraph/datasets/graph/initial")
+                    .join(name),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let upload = run(&["upload"]);
+        let upload: serde_json::Value =
+            serde_json::from_slice(&upload.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(upload["uploaded_files"], 2);
         // `upload` alone finds every object in place.
         let upload = run(&["upload"]);
         let upload: serde_json::Value =
