@@ -98,10 +98,18 @@ pub struct Object {
     pub size: u64,
 }
 
+/// Objects larger than this are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 64 << 20;
+/// The size of each part of a multipart upload (S3 takes 5 MiB to 5 GiB).
+const PART_BYTES: usize = 16 << 20;
+
 /// Reads and writes locations. The S3 client and its runtime are made on first use.
 #[derive(Debug, Default)]
 pub struct Store {
     s3: std::sync::OnceLock<Result<S3, String>>,
+    /// An explicit S3 endpoint and static credentials instead of the standard configuration.
+    endpoint: Option<(String, String, String)>,
+    multipart_threshold: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -122,6 +130,26 @@ fn s3_error(action: &str, uri: &str, e: impl std::error::Error) -> Error {
 }
 
 impl Store {
+    /// A store whose S3 client talks to `endpoint` (path-style) with these static credentials,
+    /// whatever the environment says: for tests against a local S3-compatible server.
+    pub fn for_endpoint(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Store {
+        Store {
+            endpoint: Some((
+                endpoint.to_owned(),
+                access_key_id.to_owned(),
+                secret_access_key.to_owned(),
+            )),
+            ..Store::default()
+        }
+    }
+
+    /// Uploads objects larger than `bytes` in parts (default 64 MiB; parts are 16 MiB, the
+    /// last one smaller).
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Store {
+        self.multipart_threshold = Some(bytes);
+        self
+    }
+
     fn s3(&self) -> Result<&S3, Error> {
         self.s3
             .get_or_init(|| {
@@ -130,6 +158,19 @@ impl Store {
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start the S3 runtime: {e}"))?;
+                if let Some((endpoint, key, secret)) = &self.endpoint {
+                    let config = aws_sdk_s3::config::Builder::new()
+                        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                        .endpoint_url(endpoint)
+                        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                            key, secret, None, None, "explicit",
+                        ))
+                        .force_path_style(true)
+                        .build();
+                    let client = aws_sdk_s3::Client::from_conf(config);
+                    return Ok(S3 { runtime, client });
+                }
                 let client = runtime.block_on(async {
                     let shared =
                         aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -266,8 +307,13 @@ impl Store {
         };
         let s3 = self.s3()?;
         let uri = location.to_string();
+        if bytes.len() > self.multipart_threshold.unwrap_or(MULTIPART_THRESHOLD) {
+            return s3.runtime.block_on(multipart_upload(
+                &s3.client, bucket, prefix, bytes, sha256_hex, encryption, &uri,
+            ));
+        }
         s3.runtime.block_on(async {
-            let mut request = s3
+            let request = s3
                 .client
                 .put_object()
                 .bucket(bucket)
@@ -275,21 +321,10 @@ impl Store {
                 .metadata("sha256", sha256_hex)
                 .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
                 .body(bytes.into());
-            request = match encryption {
-                Encryption::None => request,
-                Encryption::Aes256 => {
-                    request.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
-                }
-                Encryption::Kms(key) => {
-                    let request = request
-                        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms);
-                    match key {
-                        Some(key) => request.ssekms_key_id(key),
-                        None => request,
-                    }
-                }
-            };
+            let (sse, key) = sse(encryption);
             request
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(key)
                 .send()
                 .await
                 .map_err(|e| s3_error("cannot upload", &uri, e))?;
@@ -475,6 +510,108 @@ impl Store {
             }
         }
     }
+}
+
+/// The server-side encryption settings of an upload.
+fn sse(
+    encryption: &Encryption,
+) -> (
+    Option<aws_sdk_s3::types::ServerSideEncryption>,
+    Option<String>,
+) {
+    use aws_sdk_s3::types::ServerSideEncryption;
+    match encryption {
+        Encryption::None => (None, None),
+        Encryption::Aes256 => (Some(ServerSideEncryption::Aes256), None),
+        Encryption::Kms(key) => (Some(ServerSideEncryption::AwsKms), key.clone()),
+    }
+}
+
+/// Uploads `bytes` in parts, several at once, each with a SHA-256 checksum the server checks;
+/// aborts the upload (so no parts linger) when any part fails.
+async fn multipart_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    sha256_hex: &str,
+    encryption: &Encryption,
+    uri: &str,
+) -> Result<(), Error> {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+    let (sse, kms_key) = sse(encryption);
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .metadata("sha256", sha256_hex)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .set_server_side_encryption(sse)
+        .set_ssekms_key_id(kms_key)
+        .send()
+        .await
+        .map_err(|e| s3_error("cannot start the upload of", uri, e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let bytes = bytes::Bytes::from(bytes);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, start) in (0..bytes.len()).step_by(PART_BYTES).enumerate() {
+        let part = bytes.slice(start..(start + PART_BYTES).min(bytes.len()));
+        let request = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(index as i32 + 1)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(part.into());
+        tasks.spawn(async move { (index as i32 + 1, request.send().await) });
+    }
+    let mut parts = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((number, Ok(out))) => parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_owned))
+                    .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
+                    .build(),
+            ),
+            Ok((number, Err(e))) => {
+                failure.get_or_insert(s3_error(&format!("cannot upload part {number} of"), uri, e));
+            }
+            Err(e) => {
+                failure.get_or_insert(StorageError(format!("an upload task of {uri} failed: {e}")));
+            }
+        }
+    }
+    if failure.is_none() {
+        parts.sort_by_key(|p| p.part_number());
+        let completed = client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => return Ok(()),
+            Err(e) => failure = Some(s3_error("cannot complete the upload of", uri, e)),
+        }
+    }
+    let _ = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .send()
+        .await;
+    Err(failure.unwrap_or_else(|| StorageError(format!("cannot upload {uri}"))))
 }
 
 fn list_local(root: &Path) -> Result<Vec<Object>, Error> {
