@@ -105,3 +105,31 @@ fn keys_are_listed_by_raw_prefix_as_s3_and_neptune_read_a_source() {
         ["s3://bucket/run-1/v.csv", "s3://bucket/run-10/v.csv"]
     );
 }
+
+#[test]
+fn create_new_writes_only_where_nothing_is() {
+    let (_root, _server, store) = server();
+    let lock: Location = "s3://bucket/datasets/loader/lock"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .create_new(&lock, b"first".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        !store
+            .create_new(&lock, b"second".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(
+        store.read(&lock).unwrap_or_else(|e| panic!("{e}")),
+        b"first"
+    );
+    store.remove(&lock).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        store
+            .create_new(&lock, b"third".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+}
