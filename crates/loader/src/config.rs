@@ -33,6 +33,14 @@ pub struct Settings {
     pub max_error_rate: Option<f64>,
     /// Seconds a load may take before it is cancelled (default 7200).
     pub load_timeout_secs: Option<u64>,
+    /// The loader's `mode`: `AUTO` (default), `NEW` or `RESUME`.
+    pub mode: Option<String>,
+    /// Queue behind a running load instead of failing (default true).
+    pub queue_request: Option<bool>,
+    /// `parserConfiguration.allowEmptyStrings` (default false).
+    pub allow_empty_strings: Option<bool>,
+    /// Load ids the first load of each batch waits for (besides its own vertices-then-edges).
+    pub dependencies: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -77,6 +85,10 @@ impl Settings {
             update_single_cardinality_properties: flag("NEPTUNE_UPDATE_SINGLE_CARDINALITY")?,
             max_error_rate: number("IDGRAPH_MAX_ERROR_RATE")?,
             load_timeout_secs: number("IDGRAPH_LOAD_TIMEOUT_SECS")?.map(|n| n as u64),
+            mode: var("NEPTUNE_LOAD_MODE"),
+            queue_request: flag("NEPTUNE_QUEUE_REQUEST")?,
+            allow_empty_strings: flag("NEPTUNE_ALLOW_EMPTY_STRINGS")?,
+            dependencies: None,
         })
     }
 
@@ -98,6 +110,10 @@ impl Settings {
                 .or(self.update_single_cardinality_properties),
             max_error_rate: over.max_error_rate.or(self.max_error_rate),
             load_timeout_secs: over.load_timeout_secs.or(self.load_timeout_secs),
+            mode: over.mode.or(self.mode),
+            queue_request: over.queue_request.or(self.queue_request),
+            allow_empty_strings: over.allow_empty_strings.or(self.allow_empty_strings),
+            dependencies: over.dependencies.or(self.dependencies),
         }
     }
 }
@@ -125,6 +141,10 @@ pub struct Plan {
     pub update_single_cardinality_properties: bool,
     pub max_error_rate: f64,
     pub load_timeout: Duration,
+    pub mode: String,
+    pub queue_request: bool,
+    pub allow_empty_strings: bool,
+    pub dependencies: Vec<String>,
 }
 
 const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/neptune-local";
@@ -225,7 +245,18 @@ impl Plan {
                 "max_error_rate {max_error_rate}: expected a fraction from 0 to 1"
             ));
         }
+        let mode = settings
+            .mode
+            .unwrap_or_else(|| "AUTO".into())
+            .to_ascii_uppercase();
+        if !["AUTO", "NEW", "RESUME"].contains(&mode.as_str()) {
+            return Err(format!("mode `{mode}`: expected AUTO, NEW or RESUME"));
+        }
         Ok(Plan {
+            mode,
+            queue_request: settings.queue_request.unwrap_or(true),
+            allow_empty_strings: settings.allow_empty_strings.unwrap_or(false),
+            dependencies: settings.dependencies.unwrap_or_default(),
             root,
             stage,
             target,

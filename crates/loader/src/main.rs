@@ -75,6 +75,18 @@ struct Common {
     /// Cancel a load still running after this many seconds [default: 7200]
     #[arg(long, global = true)]
     load_timeout_secs: Option<u64>,
+    /// The loader's mode: AUTO, NEW or RESUME [default: AUTO]
+    #[arg(long, global = true)]
+    mode: Option<String>,
+    /// Queue behind a running load instead of failing [default: true]
+    #[arg(long, global = true)]
+    queue_request: Option<bool>,
+    /// Load `""` as an empty string (parserConfiguration.allowEmptyStrings) [default: false]
+    #[arg(long, global = true)]
+    allow_empty_strings: Option<bool>,
+    /// A load id the first load of a batch must wait for (repeatable)
+    #[arg(long = "depends-on", global = true, value_name = "LOAD_ID")]
+    depends_on: Vec<String>,
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -166,6 +178,10 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         update_single_cardinality_properties: common.update_single_cardinality_properties,
         max_error_rate: common.max_error_rate,
         load_timeout_secs: common.load_timeout_secs,
+        mode: common.mode.clone(),
+        queue_request: common.queue_request,
+        allow_empty_strings: common.allow_empty_strings,
+        dependencies: (!common.depends_on.is_empty()).then(|| common.depends_on.clone()),
     };
     Ok(file.overlay(env).overlay(flags))
 }

@@ -190,13 +190,18 @@ impl Neptune {
             .format(Format::Csv)
             .s3_bucket_region(S3BucketRegion::from(plan.region.as_str()))
             .iam_role_arn(&plan.iam_role_arn)
-            // AUTO on a per-batch prefix: a resubmission after a crash resumes the earlier load
-            // of the same files instead of loading them again.
-            .mode(Mode::Auto)
+            // AUTO (the default) on a per-batch prefix: a resubmission after a crash resumes the
+            // earlier load of the same files instead of loading them again.
+            .mode(Mode::from(plan.mode.as_str()))
             .fail_on_error(plan.fail_on_error)
             .parallelism(Parallelism::from(plan.parallelism.as_str()))
             .update_single_cardinality_properties(plan.update_single_cardinality_properties)
-            .queue_request(true);
+            // Without queueing, the edge load (which depends on the vertex load) would be
+            // refused while the vertex load runs; the loader then waits for its turn itself.
+            .queue_request(plan.queue_request || !request.dependencies.is_empty());
+        if plan.allow_empty_strings {
+            builder = builder.parser_configuration("allowEmptyStrings", "true");
+        }
         for dependency in &request.dependencies {
             builder = builder.dependencies(dependency);
         }

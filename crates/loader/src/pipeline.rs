@@ -350,6 +350,11 @@ impl Runner<'_> {
             return Ok((sources.0, sources.1, 0, 0));
         }
         let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+        self.say(&format!(
+            "uploading {} files ({total} bytes) of batch {} to {target}",
+            manifest.files.len(),
+            batch_name(kind)
+        ));
         let bar = if self.progress {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
@@ -475,7 +480,13 @@ impl Runner<'_> {
         }
         state.save(self.store, &self.plan.root).map_err(setup)?;
 
-        let vertices = self.ensure_load(state, &name, "vertices", &vertices_source, Vec::new())?;
+        let vertices = self.ensure_load(
+            state,
+            &name,
+            "vertices",
+            &vertices_source,
+            self.plan.dependencies.clone(),
+        )?;
         let vertices_done = vertices.1;
         let dependencies = if vertices_done {
             Vec::new()

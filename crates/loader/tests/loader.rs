@@ -677,4 +677,146 @@ mod s3 {
             "{stderr}"
         );
     }
+
+    fn s3_env(command: &mut Command, server: &testkit::LocalS3) {
+        command
+            .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
+            .env("AWS_ACCESS_KEY_ID", testkit::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", testkit::SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    }
+
+    #[test]
+    fn a_run_killed_as_its_upload_starts_resumes_to_the_same_graph() {
+        let killed = tempdir();
+        let whole = tempdir();
+        for root in [killed.path(), whole.path()] {
+            generate(root, 3_000);
+        }
+        run_ok({
+            let mut c = loader_cmd(whole.path());
+            c.arg("full");
+            c
+        });
+        let s3_root = tempdir();
+        std::fs::create_dir_all(s3_root.path().join("stage")).unwrap_or_else(|e| panic!("{e}"));
+        let server = testkit::LocalS3::start(s3_root.path());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_loader"));
+        command
+            .arg("--root")
+            .arg(killed.path())
+            .args(["--stage", "s3://stage/p", "full"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        s3_env(&mut command, &server);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        assert!(lines.any(|l| l.is_ok_and(|l| l.contains("uploading"))));
+        let _ = child.kill();
+        let _ = child.wait();
+        let state = State::load(
+            &Store::default(),
+            &Location::Local(killed.path().to_path_buf()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            state
+                .batches
+                .get("initial")
+                .is_none_or(|b| b.loads.is_empty()),
+            "killed before any load"
+        );
+
+        let mut again = loader_cmd(killed.path());
+        again.args(["--stage", "s3://stage/p", "--json", "full"]);
+        s3_env(&mut again, &server);
+        let out = run_ok(again);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        // Each batch was loaded once: one vertex load and one edge load.
+        assert_eq!(
+            report["batches"][0]["loads"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(graph_stats(killed.path()), graph_stats(whole.path()));
+    }
+
+    #[test]
+    fn two_runs_on_an_s3_root_never_both_load() {
+        let s3_root = tempdir();
+        std::fs::create_dir_all(s3_root.path().join("lake")).unwrap_or_else(|e| panic!("{e}"));
+        let server = testkit::LocalS3::start(s3_root.path());
+        // Seed the lake: generate locally, upload the sources tree.
+        let seedling = tempdir();
+        generate(seedling.path(), 200);
+        increment(seedling.path(), 50, "20260102_000000");
+        let s3 = Store::for_endpoint(
+            &format!("http://{}", server.address),
+            testkit::KEY,
+            testkit::SECRET,
+        );
+        let lake: Location = "s3://lake/env".parse().unwrap_or_else(|e| panic!("{e}"));
+        for object in Store::default()
+            .list(&Location::Local(seedling.path().to_path_buf()))
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            let bytes = std::fs::read(seedling.path().join(&object.relative))
+                .unwrap_or_else(|e| panic!("{e}"));
+            s3.write(&lake.join(&object.relative), bytes)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let local = tempdir();
+        let children: Vec<_> = (0..2)
+            .map(|i| {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_loader"));
+                c.args([
+                    "--root",
+                    "s3://lake/env",
+                    "--quiet",
+                    "--json",
+                    "--neptune-data-dir",
+                ])
+                .arg(local.path().join(format!("neptune-{i}")))
+                .arg("incremental")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+                s3_env(&mut c, &server);
+                c.spawn().unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let outputs: Vec<Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let loaded: usize = outputs
+            .iter()
+            .filter(|o| o.status.success())
+            .filter_map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .map(|r| r["batches"].as_array().map(Vec::len).unwrap_or(0))
+            .sum();
+        assert_eq!(loaded, 1, "{outputs:?}");
+        let refused = outputs.iter().find(|o| !o.status.success());
+        if let Some(refused) = refused {
+            assert!(
+                String::from_utf8_lossy(&refused.stderr).contains("another run holds the lock")
+            );
+        }
+        // The state and the graph files live on S3, beside the sources.
+        assert!(
+            s3_root
+                .path()
+                .join("lake/env/datasets/loader/state.json")
+                .is_file()
+        );
+        assert!(
+            s3_root
+                .path()
+                .join("lake/env/datasets/graph/incremental/20260102_000000/manifest.json")
+                .is_file()
+        );
+    }
 }
