@@ -137,7 +137,25 @@ impl Worker {
     pub fn run(mut self) {
         while let Some((id, request, skip, cancel)) = self.jobs.next() {
             let started = Instant::now();
-            let mut final_status = self.execute(&id, &request, &skip, &cancel);
+            // A bug in one load must not stop the worker and leave every later load waiting.
+            let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.execute(&id, &request, &skip, &cancel)
+            }));
+            let mut final_status = executed.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                self.log(
+                    &id,
+                    "INTERNAL_ERROR",
+                    format!("neptune-local failed while loading: {what}"),
+                    &request.source,
+                    0,
+                );
+                status::UNEXPECTED_ERROR.to_owned()
+            });
             if cancel.load(Ordering::SeqCst) && self.jobs.is_shutting_down() {
                 final_status = status::UNEXPECTED_ERROR.to_owned();
                 self.jobs.update(&id, false, |load| {
@@ -212,6 +230,10 @@ impl Worker {
         skip: &[String],
         cancel: &AtomicBool,
     ) -> String {
+        if let Err(e) = self.graph.roll_back_open_transaction() {
+            self.log(id, "INTERNAL_ERROR", e.to_string(), &request.source, 0);
+            return status::UNEXPECTED_ERROR.to_owned();
+        }
         if let Some(injected) = self.jobs.faults.take_failing_load() {
             self.log(
                 id,

@@ -132,6 +132,17 @@ impl GraphStore {
             .map_err(|e| self.fail(e))
     }
 
+    /// Ends a transaction an earlier load left open (it stopped on an error): what it had not
+    /// committed is dropped, as the loader keeps only committed work.
+    pub(crate) fn roll_back_open_transaction(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|e| self.fail(e))
+    }
+
     pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch("COMMIT").map_err(|e| self.fail(e))
     }

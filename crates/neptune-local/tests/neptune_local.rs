@@ -575,7 +575,7 @@ mod lifecycle {
         let source = tempdir();
         vertices(source.path(), "v.csv", &["a"]);
         let path = source.path().display().to_string();
-        server.faults().set_load_delay(Duration::from_millis(400));
+        server.faults().set_load_delay(Duration::from_millis(1_000));
         let first = start(load(&client, &path).mode(Mode::New)).await;
         let early = status_of(&status(&client, &first).await);
         assert!(
@@ -620,8 +620,8 @@ mod lifecycle {
             .unwrap_or_default();
         assert_eq!(ids.first(), queued.last());
         assert_eq!(ids.len(), 65);
-        server.faults().set_load_delay(Duration::ZERO);
-        // Cancel the queue's tail so the test stays short; the rest runs in order.
+        // Cancel the queue's tail so the test stays short (while the slow first load still holds
+        // the queue, so none of them can have run); the rest runs in order.
         for id in &queued[3..] {
             client
                 .cancel_loader_job()
@@ -630,6 +630,7 @@ mod lifecycle {
                 .await
                 .unwrap_or_else(|e| panic!("{e:?}"));
         }
+        server.faults().set_load_delay(Duration::ZERO);
         let mut starts = Vec::new();
         for id in std::iter::once(&first).chain(&queued[..3]) {
             let payload = wait(&client, id).await;
@@ -976,7 +977,7 @@ mod lifecycle {
         let source = tempdir();
         vertices(source.path(), "1.csv", &["a"]);
         let doomed = write(source.path(), "2.csv", "~id\nb\n");
-        server.faults().set_load_delay(Duration::from_millis(500));
+        server.faults().set_load_delay(Duration::from_secs(2));
         let id = start(load(&client, &source.path().display().to_string())).await;
         while status_of(&status(&client, &id).await) != "LOAD_IN_PROGRESS" {
             tokio::time::sleep(Duration::from_millis(10)).await;
