@@ -718,18 +718,16 @@ mod s3 {
         assert!(lines.any(|l| l.is_ok_and(|l| l.contains("uploading"))));
         let _ = child.kill();
         let _ = child.wait();
-        let state = State::load(
+        // Usually no load has started yet; on a slow machine the vertex load may have.
+        let before = State::load(
             &Store::default(),
             &Location::Local(killed.path().to_path_buf()),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            state
-                .batches
-                .get("initial")
-                .is_none_or(|b| b.loads.is_empty()),
-            "killed before any load"
-        );
+        .unwrap_or_else(|e| panic!("{e}"))
+        .batches
+        .get("initial")
+        .map(|b| b.loads.len())
+        .unwrap_or(0);
 
         let mut again = loader_cmd(killed.path());
         again.args(["--stage", "s3://stage/p", "--json", "full"]);
@@ -737,10 +735,15 @@ mod s3 {
         let out = run_ok(again);
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-        // Each batch was loaded once: one vertex load and one edge load.
-        assert_eq!(
-            report["batches"][0]["loads"].as_array().map(Vec::len),
-            Some(2)
+        // No second load of the batch: the restart starts at most one vertex load and one edge
+        // load besides any the killed run recorded (which it follows or resumes).
+        let loads = report["batches"][0]["loads"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        assert!(
+            (2..=before + 2).contains(&loads),
+            "{loads} loads, {before} before the kill"
         );
         assert_eq!(graph_stats(killed.path()), graph_stats(whole.path()));
     }
