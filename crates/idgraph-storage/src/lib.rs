@@ -333,7 +333,8 @@ impl Store {
     }
 
     /// Writes an object only if none exists there: `Ok(false)` when one does. Locally an
-    /// exclusive create; on S3 a conditional write (`If-None-Match: *`).
+    /// exclusive link of a complete file; on S3 a conditional write (`If-None-Match: *`), which
+    /// S3 makes atomic (some S3-compatible servers do not: see the loader's lock).
     pub fn create_new(&self, location: &Location, bytes: Vec<u8>) -> Result<bool, Error> {
         match location {
             Location::Local(path) => {
@@ -344,16 +345,13 @@ impl Store {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(fail)?;
                 }
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                {
-                    Ok(mut file) => {
-                        file.write_all(&bytes).map_err(fail)?;
-                        file.sync_all().map_err(fail)?;
-                        Ok(true)
-                    }
+                // Written whole beside it, then linked into place: the link fails if the file
+                // exists, and a reader never sees it half written.
+                let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
+                temp.write_all(&bytes).map_err(fail)?;
+                temp.as_file().sync_all().map_err(fail)?;
+                match std::fs::hard_link(temp.path(), path) {
+                    Ok(()) => Ok(true),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
                     Err(e) => Err(fail(e)),
                 }

@@ -12,6 +12,15 @@ use crate::neptune::LoadStatus;
 
 const STATE: &str = "datasets/loader/state.json";
 const LOCK: &str = "datasets/loader/lock";
+/// How long a run waits after taking an S3 lock before checking that it still holds it.
+const S3_SETTLE: Duration = Duration::from_secs(1);
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
 
 /// A file of a batch as uploaded (or loaded in place).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +97,9 @@ pub struct Lock<'a> {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LockBody {
+    /// Unique per acquisition: tells this run's lock from another's.
+    #[serde(default)]
+    token: String,
     owner: String,
     expires_at: u64,
     #[serde(default)]
@@ -111,7 +123,9 @@ impl<'a> Lock<'a> {
     /// process of this host that no longer runs) is taken over.
     pub fn acquire(store: &'a Store, root: &Location, ttl: Duration) -> Result<Lock<'a>, String> {
         let location = root.join(LOCK);
+        let token = format!("{}-{}-{}", hostname(), std::process::id(), now_nanos());
         let body = LockBody {
+            token: token.clone(),
             owner: format!("pid {} on {}", std::process::id(), hostname()),
             expires_at: now() + ttl.as_secs(),
             host: hostname(),
@@ -123,11 +137,42 @@ impl<'a> Lock<'a> {
                 .create_new(&location, bytes.clone())
                 .map_err(|e| e.to_string())?
             {
-                return Ok(Lock {
+                let lock = Lock {
                     store,
-                    location,
+                    location: location.clone(),
                     released: false,
-                });
+                };
+                // S3 makes conditional writes atomic, but some S3-compatible servers check and
+                // write apart, so two runs can both succeed. After a pause the object holds the
+                // last writer's token: only that run keeps the lock.
+                if matches!(location, Location::S3 { .. }) {
+                    std::thread::sleep(S3_SETTLE);
+                    let current: Option<LockBody> = store
+                        .read(&location)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    match current {
+                        Some(current) if current.token == token => {}
+                        Some(current) => {
+                            let mut lock = lock;
+                            lock.released = true;
+                            return Err(format!(
+                                "another run took the lock {location} at the same moment ({})",
+                                current.owner
+                            ));
+                        }
+                        // Simultaneous writes garbled it: nobody holds it. Dropping the lock
+                        // removes it, so that the next run can proceed.
+                        None => {
+                            drop(lock);
+                            return Err(format!(
+                                "another run wrote the lock {location} at the same moment; \
+                                 neither run proceeds, run again"
+                            ));
+                        }
+                    }
+                }
+                return Ok(lock);
             }
             let held: Option<LockBody> = store
                 .read(&location)
@@ -142,8 +187,14 @@ impl<'a> Lock<'a> {
                         held.expires_at - now()
                     ));
                 }
-                // Expired, dead or unreadable: the holder is gone.
-                _ => store.remove(&location).map_err(|e| e.to_string())?,
+                Some(_) => store.remove(&location).map_err(|e| e.to_string())?,
+                // Unreadable: perhaps being written this instant. Not taken over.
+                None => {
+                    return Err(format!(
+                        "the lock {location} exists but cannot be read; if no run is active, \
+                         delete it"
+                    ));
+                }
             }
         }
         Err(format!("could not take the lock {location}"))
