@@ -51,13 +51,16 @@ struct Common {
     /// The local endpoint's data folder [default: <root>/neptune-local]
     #[arg(long, global = true)]
     neptune_data_dir: Option<PathBuf>,
+    /// The IAM role the cluster reads S3 with (required for a cluster)
     #[arg(long, global = true)]
     iam_role_arn: Option<String>,
+    /// The cluster's and the bucket's region (required for a cluster) [default: AWS_REGION]
     #[arg(long, global = true)]
     region: Option<String>,
     /// AES256, aws:kms or none [default: AES256]
     #[arg(long, global = true)]
     encryption: Option<String>,
+    /// The KMS key of --encryption aws:kms [default: the bucket's]
     #[arg(long, global = true)]
     kms_key_id: Option<String>,
     /// LOW, MEDIUM, HIGH or OVERSUBSCRIBE [default: HIGH]
