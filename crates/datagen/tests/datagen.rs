@@ -10,6 +10,7 @@ use std::process::Command;
 use chrono::{NaiveDate, NaiveDateTime};
 use datagen::{Config, Report};
 use idgraph_core::{BatchId, ColumnType, Dataset, Layout, SourceKind, SourceSchemas};
+use testkit::snapshot;
 
 type Row = Vec<String>;
 
@@ -84,28 +85,6 @@ fn reported(report: &Report, dataset: Dataset) -> &datagen::DatasetReport {
         .iter()
         .find(|d| d.dataset == dataset.name())
         .unwrap_or_else(|| panic!("no report for {dataset}"))
-}
-
-/// Every file under `root`, with its bytes.
-fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
-                out.push((
-                    path.strip_prefix(root).unwrap_or(&path).to_path_buf(),
-                    bytes,
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 mod initial_population {
@@ -920,7 +899,7 @@ mod command_line {
 
     fn files_under(root: &Path) -> Vec<PathBuf> {
         if root.exists() {
-            snapshot(root).into_iter().map(|(p, _)| p).collect()
+            snapshot(root).into_keys().map(PathBuf::from).collect()
         } else {
             Vec::new()
         }
@@ -1099,16 +1078,10 @@ mod s3 {
         let server = testkit::LocalS3::start(s3_root.path());
         let local = tempdir();
         let run = |out: &str, extra: &[&str]| {
-            let result = Command::new(env!("CARGO_BIN_EXE_datagen"))
+            let result = server
+                .aws_env(&mut Command::new(env!("CARGO_BIN_EXE_datagen")))
                 .args(["--records", "300", "--quiet", "--out", out])
                 .args(extra)
-                .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
-                .env("AWS_ACCESS_KEY_ID", testkit::KEY)
-                .env("AWS_SECRET_ACCESS_KEY", testkit::SECRET)
-                .env("AWS_REGION", "us-east-1")
-                .env_remove("AWS_PROFILE")
-                .env("AWS_CONFIG_FILE", "/nonexistent")
-                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
                 .output()
                 .unwrap_or_else(|e| panic!("{e}"));
             (

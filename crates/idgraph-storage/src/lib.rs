@@ -418,29 +418,9 @@ impl Store {
         let Location::S3 { bucket, prefix } = location else {
             return Ok(None);
         };
-        let s3 = self.s3()?;
-        let uri = location.to_string();
-        s3.runtime.block_on(async {
-            match s3
-                .client
-                .head_object()
-                .bucket(bucket)
-                .key(prefix)
-                .send()
-                .await
-            {
-                Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256").cloned())),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-                // A HEAD answer has no body to name the error: its HTTP status does.
-                Err(e) => {
-                    let status = e
-                        .raw_response()
-                        .map(|r| format!(" (HTTP {})", r.status().as_u16()))
-                        .unwrap_or_default();
-                    Err(s3_error(&format!("cannot look up{status}"), &uri, e))
-                }
-            }
-        })
+        Ok(self
+            .head(bucket, prefix, &location.to_string())?
+            .and_then(|head| head.metadata()?.get("sha256").cloned()))
     }
 
     /// Whether an object (or, locally, a file or folder) exists there.
@@ -448,33 +428,33 @@ impl Store {
         match location {
             Location::Local(path) => Ok(path.exists()),
             Location::S3 { bucket, prefix } => {
-                let s3 = self.s3()?;
-                let uri = location.to_string();
-                s3.runtime.block_on(async {
-                    match s3
-                        .client
-                        .head_object()
-                        .bucket(bucket)
-                        .key(prefix)
-                        .send()
-                        .await
-                    {
-                        Ok(_) => Ok(true),
-                        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-                            Ok(false)
-                        }
-                        // A HEAD answer has no body to name the error: its HTTP status does.
-                        Err(e) => {
-                            let status = e
-                                .raw_response()
-                                .map(|r| format!(" (HTTP {})", r.status().as_u16()))
-                                .unwrap_or_default();
-                            Err(s3_error(&format!("cannot look up{status}"), &uri, e))
-                        }
-                    }
-                })
+                Ok(self.head(bucket, prefix, &location.to_string())?.is_some())
             }
         }
+    }
+
+    /// An object's HEAD, `None` when there is no such object.
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        uri: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Error> {
+        let s3 = self.s3()?;
+        s3.runtime.block_on(async {
+            match s3.client.head_object().bucket(bucket).key(key).send().await {
+                Ok(head) => Ok(Some(head)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+                // A HEAD answer has no body to name the error: its HTTP status does.
+                Err(e) => {
+                    let status = e
+                        .raw_response()
+                        .map(|r| format!(" (HTTP {})", r.status().as_u16()))
+                        .unwrap_or_default();
+                    Err(s3_error(&format!("cannot look up{status}"), uri, e))
+                }
+            }
+        })
     }
 
     /// Removes every object below a location.
@@ -490,19 +470,7 @@ impl Store {
             },
             Location::S3 { .. } => {
                 for object in self.list(location)? {
-                    let target = location.join(&object.relative);
-                    if let Location::S3 { bucket, prefix } = &target {
-                        let s3 = self.s3()?;
-                        s3.runtime.block_on(async {
-                            s3.client
-                                .delete_object()
-                                .bucket(bucket)
-                                .key(prefix)
-                                .send()
-                                .await
-                                .map_err(|e| s3_error("cannot delete", &object.name, e))
-                        })?;
-                    }
+                    self.remove(&location.join(&object.relative))?;
                 }
                 Ok(())
             }

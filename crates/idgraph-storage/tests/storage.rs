@@ -14,11 +14,7 @@ fn server() -> (tempfile::TempDir, testkit::LocalS3, Store) {
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(root.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
     let server = testkit::LocalS3::start(root.path());
-    let store = Store::for_endpoint(
-        &format!("http://{}", server.address),
-        testkit::KEY,
-        testkit::SECRET,
-    );
+    let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
     (root, server, store)
 }
 

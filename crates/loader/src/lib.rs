@@ -20,6 +20,6 @@ pub use config::{Plan, Settings, Target};
 pub use neptune::{LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
 pub use pipeline::{
     BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, lock_run, pending_batches,
-    plan_only,
+    plan_only, upload,
 };
 pub use state::{BatchRecord, LoadRecord, Lock, State};

@@ -394,17 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|b| b.parse::<idgraph_core::BatchId>())
                 .transpose()?;
             let lock = loader::lock_run(&plan, &store)?;
-            // Uploading needs no loader endpoint: a throwaway local one satisfies the runner.
-            let scratch = tempfile::tempdir()?;
-            let neptune = Neptune::connect(&throwaway(&plan, &scratch))?;
-            let runner = Runner {
-                plan: &plan,
-                store: &store,
-                neptune: &neptune,
-                progress,
-                stop: &STOP,
-            };
-            let (files, uploaded, bytes) = runner.upload(batch)?;
+            let (files, uploaded, bytes) = loader::upload(&plan, &store, progress, batch)?;
             lock.release().map_err(anyhow::Error::msg)?;
             let seconds = started.elapsed().as_secs_f64();
             if json {
@@ -473,15 +463,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The plan with the local endpoint in a temporary folder, for commands that load nothing.
-fn throwaway(plan: &Plan, dir: &tempfile::TempDir) -> Plan {
-    let mut plan = plan.clone();
-    plan.target = loader::Target::Local {
-        data_dir: dir.path().to_path_buf(),
-    };
-    plan
 }
 
 fn main() -> ExitCode {

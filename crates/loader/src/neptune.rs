@@ -101,22 +101,6 @@ fn describe(e: impl std::error::Error) -> String {
     message
 }
 
-fn json(document: &aws_smithy_types::Document) -> Value {
-    use aws_smithy_types::{Document, Number};
-    match document {
-        Document::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), json(v))).collect())
-        }
-        Document::Array(items) => Value::Array(items.iter().map(json).collect()),
-        Document::Number(Number::PosInt(n)) => Value::from(*n),
-        Document::Number(Number::NegInt(n)) => Value::from(*n),
-        Document::Number(Number::Float(f)) => Value::from(*f),
-        Document::String(s) => Value::String(s.clone()),
-        Document::Bool(b) => Value::Bool(*b),
-        Document::Null => Value::Null,
-    }
-}
-
 impl Neptune {
     /// Connects to the configured endpoint, or starts the local one.
     pub fn connect(plan: &Plan) -> Result<Neptune, NeptuneError> {
@@ -231,7 +215,7 @@ impl Neptune {
                 describe(e)
             ))
         })?;
-        Ok(json(out.payload()))
+        Ok(neptune_local::payload_json(out.payload()))
     }
 
     /// The load's overall status and counters.

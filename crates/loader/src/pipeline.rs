@@ -235,67 +235,24 @@ pub fn plan_only(
     Ok(planned)
 }
 
-impl Runner<'_> {
+/// Transforming and staging batches: what a load needs first, and all that `upload` does. It
+/// needs no loader endpoint.
+struct Stager<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    progress: bool,
+}
+
+impl Stager<'_> {
     fn say(&self, message: &str) {
         if self.progress {
             eprintln!("loader: {message}");
         }
     }
 
-    /// `loader full`: the initial graph. The caller holds the run lock ([`lock_run`]).
-    pub fn full(&self) -> Result<RunReport, RunError> {
-        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
-        let batch = self.batch(&mut state, &SourceKind::Initial)?;
-        self.report(vec![batch], &state)
-    }
-
-    /// `loader incremental`: every pending batch in order, the watermark moved after each.
-    pub fn incremental(&self) -> Result<RunReport, RunError> {
-        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
-        let pending = pending_batches(self.plan, self.store, &state)?;
-        if pending.is_empty() {
-            self.say("no incremental batch newer than the watermark");
-        }
-        let mut reports = Vec::new();
-        for batch in pending {
-            if self.stop.load(Ordering::SeqCst) {
-                self.say("stopping before the next batch, as asked");
-                break;
-            }
-            let kind = SourceKind::Incremental(batch.clone());
-            reports.push(self.batch(&mut state, &kind)?);
-            state.watermark = Some(batch.to_string());
-            state.save(self.store, &self.plan.root).map_err(setup)?;
-        }
-        self.report(reports, &state)
-    }
-
-    fn report(&self, batches: Vec<BatchReport>, state: &State) -> Result<RunReport, RunError> {
-        let graph = match self.neptune.local() {
-            Some(_) => match &self.plan.target {
-                crate::config::Target::Local { data_dir } => Some(
-                    neptune_local::GraphStore::open(&data_dir.join(neptune_local::GRAPH_FILE))
-                        .and_then(|g| g.stats())
-                        .map_err(setup)?,
-                ),
-                crate::config::Target::Remote { .. } => None,
-            },
-            None => None,
-        };
-        Ok(RunReport {
-            batches,
-            watermark: state.watermark.clone(),
-            graph,
-        })
-    }
-
-    fn graph_dir(&self, kind: &SourceKind) -> Location {
-        graph_dir(self.plan, kind)
-    }
-
     /// Transforms the batch unless its manifest is already there.
     fn ensure_transformed(&self, kind: &SourceKind) -> Result<bool, RunError> {
-        let manifest = self.graph_dir(kind).join("manifest.json");
+        let manifest = graph_dir(self.plan, kind).join("manifest.json");
         if self.store.exists(&manifest).map_err(setup)? {
             return Ok(false);
         }
@@ -305,22 +262,13 @@ impl Runner<'_> {
             SourceKind::Incremental(b) => transform::Selection::Batch(b.clone()),
         };
         transform::run(&transform::Options {
-            input: self.plan.root.clone(),
-            output: self.plan.root.clone(),
             selection,
-            mapping: transform::Mapping::default_mapping().map_err(setup)?,
-            max_reject_rate: 0.01,
-            max_file_bytes: 256_000_000,
-            gzip: false,
-            force: false,
             progress: self.progress,
+            ..transform::Options::new(self.plan.root.clone(), self.plan.root.clone())
+                .map_err(setup)?
         })
         .map_err(setup)?;
         Ok(true)
-    }
-
-    fn read_manifest(&self, kind: &SourceKind) -> Result<Manifest, RunError> {
-        read_manifest(self.plan, self.store, kind)
     }
 
     /// Puts the batch's files where the loader reads them; returns the vertex and edge sources
@@ -330,12 +278,12 @@ impl Runner<'_> {
         kind: &SourceKind,
         manifest: &Manifest,
     ) -> Result<(String, String, usize, u64), RunError> {
-        let graph_dir = self.graph_dir(kind);
+        let batch_dir = graph_dir(self.plan, kind);
         let Some(stage) = &self.plan.stage else {
             // The local endpoint reads the local folder in place.
             return Ok((
-                graph_dir.join("vertices").to_string() + "/",
-                graph_dir.join("edges").to_string() + "/",
+                batch_dir.join("vertices").to_string() + "/",
+                batch_dir.join("edges").to_string() + "/",
                 0,
                 0,
             ));
@@ -345,7 +293,7 @@ impl Runner<'_> {
             target.join("vertices").to_string() + "/",
             target.join("edges").to_string() + "/",
         );
-        if target == graph_dir {
+        if target == batch_dir {
             // The graph is already on S3 where the loader reads it.
             return Ok((sources.0, sources.1, 0, 0));
         }
@@ -392,7 +340,7 @@ impl Runner<'_> {
                     }
                     let bytes = self
                         .store
-                        .read(&graph_dir.join(&file.path))
+                        .read(&batch_dir.join(&file.path))
                         .map_err(setup)?;
                     self.store
                         .put(&destination, bytes, &file.sha256, &self.plan.encryption)
@@ -412,30 +360,99 @@ impl Runner<'_> {
         }
         Ok((sources.0, sources.1, uploaded.0, uploaded.1))
     }
+}
 
-    /// `loader upload`: transforms the batch if needed and stages its files, loading nothing.
-    /// Returns (files, files uploaded, bytes uploaded).
-    pub fn upload(&self, batch: Option<BatchId>) -> Result<(usize, usize, u64), RunError> {
-        let kind = match batch {
-            None => SourceKind::Initial,
-            Some(b) => SourceKind::Incremental(b),
-        };
-        if self.plan.stage.is_none() {
-            return Err(setup(
-                "nothing to upload to: give --stage s3://BUCKET/PREFIX (or an s3:// root)",
-            ));
+/// `loader upload`: transforms the batch if needed and stages its files, loading nothing.
+/// Returns (files, files uploaded, bytes uploaded).
+pub fn upload(
+    plan: &Plan,
+    store: &Store,
+    progress: bool,
+    batch: Option<BatchId>,
+) -> Result<(usize, usize, u64), RunError> {
+    let kind = match batch {
+        None => SourceKind::Initial,
+        Some(b) => SourceKind::Incremental(b),
+    };
+    if plan.stage.is_none() {
+        return Err(setup(
+            "nothing to upload to: give --stage s3://BUCKET/PREFIX (or an s3:// root)",
+        ));
+    }
+    let stager = Stager {
+        plan,
+        store,
+        progress,
+    };
+    stager.ensure_transformed(&kind)?;
+    let manifest = read_manifest(plan, store, &kind)?;
+    let (_, _, files, bytes) = stager.stage(&kind, &manifest)?;
+    Ok((manifest.files.len(), files, bytes))
+}
+
+impl Runner<'_> {
+    fn stager(&self) -> Stager<'_> {
+        Stager {
+            plan: self.plan,
+            store: self.store,
+            progress: self.progress,
         }
-        self.ensure_transformed(&kind)?;
-        let manifest = self.read_manifest(&kind)?;
-        let (_, _, files, bytes) = self.stage(&kind, &manifest)?;
-        Ok((manifest.files.len(), files, bytes))
+    }
+
+    fn say(&self, message: &str) {
+        self.stager().say(message);
+    }
+
+    /// `loader full`: the initial graph. The caller holds the run lock ([`lock_run`]).
+    pub fn full(&self) -> Result<RunReport, RunError> {
+        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let batch = self.batch(&mut state, &SourceKind::Initial)?;
+        self.report(vec![batch], &state)
+    }
+
+    /// `loader incremental`: every pending batch in order, the watermark moved after each.
+    pub fn incremental(&self) -> Result<RunReport, RunError> {
+        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let pending = pending_batches(self.plan, self.store, &state)?;
+        if pending.is_empty() {
+            self.say("no incremental batch newer than the watermark");
+        }
+        let mut reports = Vec::new();
+        for batch in pending {
+            if self.stop.load(Ordering::SeqCst) {
+                self.say("stopping before the next batch, as asked");
+                break;
+            }
+            let kind = SourceKind::Incremental(batch.clone());
+            reports.push(self.batch(&mut state, &kind)?);
+            state.watermark = Some(batch.to_string());
+            state.save(self.store, &self.plan.root).map_err(setup)?;
+        }
+        self.report(reports, &state)
+    }
+
+    fn report(&self, batches: Vec<BatchReport>, state: &State) -> Result<RunReport, RunError> {
+        let graph = match (&self.plan.target, self.neptune.local()) {
+            (crate::config::Target::Local { data_dir }, Some(_)) => Some(
+                neptune_local::GraphStore::open(&data_dir.join(neptune_local::GRAPH_FILE))
+                    .and_then(|g| g.stats())
+                    .map_err(setup)?,
+            ),
+            _ => None,
+        };
+        Ok(RunReport {
+            batches,
+            watermark: state.watermark.clone(),
+            graph,
+        })
     }
 
     /// Loads one batch, resuming whatever an earlier run of it left in flight.
     fn batch(&self, state: &mut State, kind: &SourceKind) -> Result<BatchReport, RunError> {
         let name = batch_name(kind);
-        let transformed = self.ensure_transformed(kind)?;
-        let manifest = self.read_manifest(kind)?;
+        let stager = self.stager();
+        let transformed = stager.ensure_transformed(kind)?;
+        let manifest = read_manifest(self.plan, self.store, kind)?;
         let mut report = BatchReport {
             batch: name.clone(),
             transformed,
@@ -457,7 +474,7 @@ impl Runner<'_> {
             report.loads = state.batches[&name].loads.clone();
             return Ok(report);
         }
-        let (vertices_source, edges_source, files, bytes) = self.stage(kind, &manifest)?;
+        let (vertices_source, edges_source, files, bytes) = stager.stage(kind, &manifest)?;
         report.uploaded_files = files;
         report.uploaded_bytes = bytes;
         {

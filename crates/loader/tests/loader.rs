@@ -350,17 +350,13 @@ mod failures {
             c
         });
         // Transform, then break one vertex file the way a hand edit would.
-        transform::run(&transform::Options {
-            input: Location::Local(root.to_path_buf()),
-            output: Location::Local(root.to_path_buf()),
-            selection: transform::Selection::Initial,
-            mapping: transform::Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
-            max_reject_rate: 0.01,
-            max_file_bytes: 256_000_000,
-            gzip: false,
-            force: false,
-            progress: false,
-        })
+        transform::run(
+            &transform::Options::new(
+                Location::Local(root.to_path_buf()),
+                Location::Local(root.to_path_buf()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
         let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
@@ -559,15 +555,10 @@ mod s3 {
         let server = testkit::LocalS3::start(s3_root.path());
         let run = |args: &[&str]| -> Output {
             let mut c = loader_cmd(root);
-            c.args(["--stage", "s3://stage-bucket/idgraph", "--json"])
-                .args(args)
-                .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
-                .env("AWS_ACCESS_KEY_ID", testkit::KEY)
-                .env("AWS_SECRET_ACCESS_KEY", testkit::SECRET)
-                .env("AWS_REGION", "us-east-1")
-                .env_remove("AWS_PROFILE")
-                .env("AWS_CONFIG_FILE", "/nonexistent")
-                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+            server
+                .aws_env(&mut c)
+                .args(["--stage", "s3://stage-bucket/idgraph", "--json"])
+                .args(args);
             run_ok(c)
         };
         let dry = run(&["full", "--dry-run"]);
@@ -653,15 +644,10 @@ mod s3 {
 
         // An S3 access error (a wrong secret) is reported, with a non-zero exit.
         increment(root, 50, "20260104_000000");
-        let denied = loader_cmd(root)
+        let denied = server
+            .aws_env(&mut loader_cmd(root))
             .args(["--stage", "s3://stage-bucket/idgraph", "incremental"])
-            .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
-            .env("AWS_ACCESS_KEY_ID", testkit::KEY)
             .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         let stderr = String::from_utf8_lossy(&denied.stderr);
@@ -676,17 +662,6 @@ mod s3 {
                 || stderr.contains("403"),
             "{stderr}"
         );
-    }
-
-    fn s3_env(command: &mut Command, server: &testkit::LocalS3) {
-        command
-            .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
-            .env("AWS_ACCESS_KEY_ID", testkit::KEY)
-            .env("AWS_SECRET_ACCESS_KEY", testkit::SECRET)
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
     }
 
     #[test]
@@ -711,7 +686,7 @@ mod s3 {
             .args(["--stage", "s3://stage/p", "full"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        s3_env(&mut command, &server);
+        server.aws_env(&mut command);
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{e}"));
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
@@ -731,7 +706,7 @@ mod s3 {
 
         let mut again = loader_cmd(killed.path());
         again.args(["--stage", "s3://stage/p", "--json", "full"]);
-        s3_env(&mut again, &server);
+        server.aws_env(&mut again);
         let out = run_ok(again);
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
@@ -757,11 +732,7 @@ mod s3 {
         let seedling = tempdir();
         generate(seedling.path(), 200);
         increment(seedling.path(), 50, "20260102_000000");
-        let s3 = Store::for_endpoint(
-            &format!("http://{}", server.address),
-            testkit::KEY,
-            testkit::SECRET,
-        );
+        let s3 = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
         let lake: Location = "s3://lake/env".parse().unwrap_or_else(|e| panic!("{e}"));
         for object in Store::default()
             .list(&Location::Local(seedling.path().to_path_buf()))
@@ -787,7 +758,7 @@ mod s3 {
                 .arg("incremental")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-                s3_env(&mut c, &server);
+                server.aws_env(&mut c);
                 c.spawn().unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
@@ -825,7 +796,7 @@ mod s3 {
         ])
         .arg(local.path().join("neptune-0"))
         .arg("incremental");
-        s3_env(&mut next, &server);
+        server.aws_env(&mut next);
         let next = run_ok(next);
         assert_eq!(
             loaded + batches(&next),

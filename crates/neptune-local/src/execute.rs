@@ -16,7 +16,7 @@ use gremlin_csv::{
 use idgraph_storage::{Location, Store};
 
 use crate::jobs::{Jobs, now_seconds};
-use crate::model::{Counters, ErrorLog, Feed, LoadRequest, status};
+use crate::model::{Counters, ErrorLog, Feed, Load, LoadRequest, status};
 use crate::store::{Applied, GraphStore, PropertyValues, StoreError};
 
 const PARSING_ERROR: &str = "PARSING_ERROR";
@@ -158,17 +158,7 @@ impl Worker {
             });
             if cancel.load(Ordering::SeqCst) && self.jobs.is_shutting_down() {
                 final_status = status::UNEXPECTED_ERROR.to_owned();
-                self.jobs.update(&id, false, |load| {
-                    let source = load.request.source.clone();
-                    load.push_error(
-                        "INTERNAL_ERROR",
-                        "neptune-local stopped while this load ran; what was committed stays. \
-                         Resubmit with mode AUTO or RESUME to load the rest."
-                            .into(),
-                        &source,
-                        0,
-                    );
-                });
+                self.jobs.update(&id, false, Load::mark_interrupted);
             }
             self.jobs
                 .finish(&id, &final_status, started.elapsed().as_secs_f64());

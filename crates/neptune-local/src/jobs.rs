@@ -94,15 +94,7 @@ impl Jobs {
                 )
             })?;
             if load.status == status::IN_PROGRESS {
-                load.status = status::UNEXPECTED_ERROR.to_owned();
-                load.push_error(
-                    "INTERNAL_ERROR",
-                    "neptune-local stopped while this load ran; what was committed stays. \
-                     Resubmit the same source with mode AUTO or RESUME to load the rest."
-                        .to_owned(),
-                    &load.request.source.clone(),
-                    0,
-                );
+                load.mark_interrupted();
                 interrupted.push(load.clone());
             }
             state.next_seq = state.next_seq.max(load.seq + 1);

@@ -29,6 +29,28 @@ pub use faults::{Faults, NotTerminal};
 pub use sigv4::SigV4Credentials;
 pub use store::{GraphStore, Neighbour, Property, Stats, StoreError, VertexView};
 
+/// The status payload as JSON, for clients of this endpoint (and of Neptune) that use
+/// `aws-sdk-neptunedata`: it hands the payload over as an untyped `Document`, which has no serde
+/// support.
+pub fn payload_json(document: &aws_smithy_types::Document) -> serde_json::Value {
+    use aws_smithy_types::{Document, Number};
+    use serde_json::Value;
+    match document {
+        Document::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), payload_json(v)))
+                .collect(),
+        ),
+        Document::Array(items) => Value::Array(items.iter().map(payload_json).collect()),
+        Document::Number(Number::PosInt(n)) => Value::from(*n),
+        Document::Number(Number::NegInt(n)) => Value::from(*n),
+        Document::Number(Number::Float(f)) => Value::from(*f),
+        Document::String(s) => Value::String(s.clone()),
+        Document::Bool(b) => Value::Bool(*b),
+        Document::Null => Value::Null,
+    }
+}
+
 /// The graph store's file name inside the data folder.
 pub const GRAPH_FILE: &str = "graph.db";
 

@@ -302,6 +302,21 @@ impl Load {
         }
     }
 
+    /// Records that the server stopped while this load ran (at a shutdown, or found so at the
+    /// next start after a crash).
+    pub fn mark_interrupted(&mut self) {
+        self.status = status::UNEXPECTED_ERROR.to_owned();
+        let source = self.request.source.clone();
+        self.push_error(
+            "INTERNAL_ERROR",
+            "neptune-local stopped while this load ran; what was committed stays. Resubmit the \
+             same source with mode AUTO or RESUME to load the rest."
+                .to_owned(),
+            &source,
+            0,
+        );
+    }
+
     fn status_object(
         &self,
         uri: &str,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_neptunedata::Client;
 use aws_sdk_neptunedata::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_neptunedata::types::{Format, Mode, S3BucketRegion};
-use neptune_local::{Config, GraphStore, Server, SigV4Credentials};
+use neptune_local::{Config, GraphStore, Server, SigV4Credentials, payload_json as json};
 use serde_json::Value;
 
 const ROLE: &str = "arn:aws:iam::000000000000:role/local";
@@ -53,23 +53,6 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     }
     std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
     path
-}
-
-/// The untyped status payload as JSON.
-fn json(document: &aws_smithy_types::Document) -> Value {
-    use aws_smithy_types::{Document, Number};
-    match document {
-        Document::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), json(v))).collect())
-        }
-        Document::Array(items) => Value::Array(items.iter().map(json).collect()),
-        Document::Number(Number::PosInt(n)) => Value::from(*n),
-        Document::Number(Number::NegInt(n)) => Value::from(*n),
-        Document::Number(Number::Float(f)) => Value::from(*f),
-        Document::String(s) => Value::String(s.clone()),
-        Document::Bool(b) => Value::Bool(*b),
-        Document::Null => Value::Null,
-    }
 }
 
 /// A load request with the required parameters; `tune` sets the rest.
@@ -1214,16 +1197,10 @@ mod sources {
         write(&bucket, "run-10/vertices/v.csv", "~id,~label\nz,other\n");
         let s3 = testkit::LocalS3::start(s3_root.path());
         let data = tempdir();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_neptune-local"))
+        let mut child = s3
+            .aws_env(&mut Command::new(env!("CARGO_BIN_EXE_neptune-local")))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
-            .env("AWS_ENDPOINT_URL", format!("http://{}", s3.address))
-            .env("AWS_ACCESS_KEY_ID", testkit::KEY)
-            .env("AWS_SECRET_ACCESS_KEY", testkit::SECRET)
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -1279,17 +1256,13 @@ mod end_to_end {
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(String::from_utf8_lossy(&out.stdout).contains("Examples"));
-        transform::run(&transform::Options {
-            input: transform::Location::Local(root.path().to_path_buf()),
-            output: transform::Location::Local(root.path().to_path_buf()),
-            selection: transform::Selection::Initial,
-            mapping: transform::Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
-            max_reject_rate: 0.01,
-            max_file_bytes: 256_000_000,
-            gzip: false,
-            force: false,
-            progress: false,
-        })
+        transform::run(
+            &transform::Options::new(
+                transform::Location::Local(root.path().to_path_buf()),
+                transform::Location::Local(root.path().to_path_buf()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         let batch = root.path().join("datasets/graph/initial");
         let manifest: Value = serde_json::from_slice(

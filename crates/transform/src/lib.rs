@@ -93,6 +93,29 @@ pub struct Options {
     pub progress: bool,
 }
 
+/// The default `--max-reject-rate`.
+pub const DEFAULT_MAX_REJECT_RATE: f64 = 0.01;
+/// The default `--max-file-mb`, in bytes.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256_000_000;
+
+impl Options {
+    /// The command line's defaults: the initial sources, the default mapping, no gzip, no
+    /// force, no progress bar.
+    pub fn new(input: Location, output: Location) -> Result<Options, Error> {
+        Ok(Options {
+            input,
+            output,
+            selection: Selection::Initial,
+            mapping: Mapping::default_mapping()?,
+            max_reject_rate: DEFAULT_MAX_REJECT_RATE,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            gzip: false,
+            force: false,
+            progress: false,
+        })
+    }
+}
+
 /// Rows of one dataset in one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DatasetCounts {

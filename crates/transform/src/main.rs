@@ -61,10 +61,10 @@ struct RunArgs {
     #[arg(short, long, value_name = "FILE")]
     mapping: Option<PathBuf>,
     /// Fail when more than this fraction of the rows is rejected (0 to 1).
-    #[arg(long, value_name = "R", default_value_t = 0.01, value_parser = fraction)]
+    #[arg(long, value_name = "R", default_value_t = transform::DEFAULT_MAX_REJECT_RATE, value_parser = fraction)]
     max_reject_rate: f64,
     /// Start a new file for a label after this many MB of text.
-    #[arg(long, value_name = "MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MB", default_value_t = transform::DEFAULT_MAX_FILE_BYTES / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_file_mb: u64,
     /// Write .csv.gz files.
     #[arg(long)]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use idgraph_core::{BatchId, Layout, SourceKind};
+use testkit::snapshot;
 use transform::{Location, Mapping, Options, Selection};
 
 fn fixtures() -> PathBuf {
@@ -24,17 +25,11 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 fn options(input: &Path, output: &Path) -> Options {
-    Options {
-        input: Location::Local(input.to_path_buf()),
-        output: Location::Local(output.to_path_buf()),
-        selection: Selection::Initial,
-        mapping: Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
-        max_reject_rate: 0.01,
-        max_file_bytes: 256_000_000,
-        gzip: false,
-        force: false,
-        progress: false,
-    }
+    Options::new(
+        Location::Local(input.to_path_buf()),
+        Location::Local(output.to_path_buf()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(options: &Options) -> transform::RunReport {
@@ -55,28 +50,6 @@ fn assert_valid(dir: &Path) {
         dir.display(),
         report.violations
     );
-}
-
-/// Every file below `root`, relative path -> bytes.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(relative, fs::read(&path).unwrap_or_default());
-            }
-        }
-    }
-    out
 }
 
 /// Rows of a Gremlin CSV file, keyed by header name.
@@ -813,7 +786,7 @@ mod command_line {
 mod s3 {
     use super::*;
 
-    use testkit::{KEY, LocalS3, SECRET};
+    use testkit::LocalS3;
 
     #[test]
     fn s3_input_and_output_give_the_local_output_byte_for_byte() {
@@ -836,7 +809,8 @@ mod s3 {
         );
         let server = LocalS3::start(server_root.path());
 
-        let out = Command::new(env!("CARGO_BIN_EXE_transform"))
+        let out = server
+            .aws_env(&mut Command::new(env!("CARGO_BIN_EXE_transform")))
             .args([
                 "--input",
                 "s3://idgraph",
@@ -844,13 +818,6 @@ mod s3 {
                 "s3://idgraph/copy",
                 "--quiet",
             ])
-            .env("AWS_ENDPOINT_URL", format!("http://{}", server.address))
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
