@@ -340,6 +340,131 @@ mod failures {
     }
 
     #[test]
+    fn max_error_rate_decides_whether_errors_fail_the_run_and_the_commands_show_them() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 200);
+        transform::run(
+            &transform::Options::new(
+                Location::Local(root.to_path_buf()),
+                Location::Local(root.to_path_buf()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
+        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+        text.push_str("broken,1,2,3,4,5,6,7,8,9,10,11,12\n");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        // Settings from a file: the root, and loads that go on past errors.
+        let config = root.join("loader.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {:?}\nfail_on_error = false\n",
+                root.display().to_string()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let loader = |args: &[&str]| -> Output {
+            Command::new(env!("CARGO_BIN_EXE_loader"))
+                .arg("--config")
+                .arg(&config)
+                .args(["--quiet"])
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // One error in over a thousand records: above the default rate of 0, on every run.
+        for _ in 0..2 {
+            let strict = loader(&["full"]);
+            let stderr = String::from_utf8_lossy(&strict.stderr);
+            assert!(!strict.status.success());
+            assert!(
+                stderr.contains("more errors than --max-error-rate 0 allows"),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains("User-00000.csv:") && stderr.contains("PARSING_ERROR"),
+                "{stderr}"
+            );
+        }
+        // The loader's own commands find the load and its error.
+        let listed = loader(&["--json", "list", "--limit", "10"]);
+        let ids: Vec<String> =
+            serde_json::from_slice(&listed.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let state = State::load(&Store::default(), &Location::Local(root.to_path_buf()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let vertices = state.batches["initial"].loads[0].load_id.clone();
+        assert!(ids.contains(&vertices), "{ids:?}");
+        let status = loader(&["--json", "status", &vertices]);
+        let status: serde_json::Value =
+            serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status["status"], "LOAD_COMPLETED");
+        assert_eq!(status["parsing_errors"], 1);
+        let errors = loader(&["--json", "errors", &vertices]);
+        let errors: serde_json::Value =
+            serde_json::from_slice(&errors.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(errors[0]["code"], "PARSING_ERROR");
+        assert!(
+            errors[0]["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("User-00000.csv"))
+        );
+        let cancel = loader(&["cancel", &vertices]);
+        assert!(
+            !cancel.status.success(),
+            "a finished load cannot be cancelled"
+        );
+        assert!(String::from_utf8_lossy(&cancel.stderr).contains(&vertices));
+        // A tolerated rate lets the same loads pass.
+        let tolerant = loader(&["--max-error-rate", "0.01", "full"]);
+        assert!(
+            tolerant.status.success(),
+            "{}",
+            String::from_utf8_lossy(&tolerant.stderr)
+        );
+    }
+
+    #[test]
+    fn a_load_past_its_deadline_is_cancelled_and_reported() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 100);
+        let mut plan = plan(root);
+        plan.load_timeout = std::time::Duration::from_secs(1);
+        let store = Store::default();
+        let stop = AtomicBool::new(false);
+        let neptune = Neptune::connect(&plan).unwrap_or_else(|e| panic!("{e}"));
+        let local = neptune
+            .local()
+            .unwrap_or_else(|| panic!("the local default"));
+        local
+            .faults()
+            .set_load_delay(std::time::Duration::from_secs(60));
+        let runner = Runner {
+            plan: &plan,
+            store: &store,
+            neptune: &neptune,
+            progress: false,
+            stop: &stop,
+        };
+        let late = runner.full();
+        let message = format!("{:?}", late.err());
+        assert!(
+            message.contains("after 1 s") && message.contains("it was cancelled"),
+            "{message}"
+        );
+        let state = State::load(&store, &plan.root).unwrap_or_else(|e| panic!("{e}"));
+        let id = &state.batches["initial"].loads[0].load_id;
+        let status = neptune.wait(id, std::time::Duration::from_secs(30), |_| {});
+        assert_eq!(
+            status.map(|s| s.status).unwrap_or_default(),
+            "LOAD_CANCELLED_BY_USER"
+        );
+    }
+
+    #[test]
     fn a_bad_batch_exits_non_zero_with_file_line_and_code() {
         let dir = tempdir();
         let root = dir.path();

@@ -847,6 +847,50 @@ mod lifecycle {
     }
 
     #[tokio::test]
+    async fn edge_only_load_takes_files_in_the_order_found() {
+        let data = tempdir();
+        let server = server(data.path());
+        let client = client(&server);
+        let source = tempdir();
+        write(
+            source.path(),
+            "a-edges.csv",
+            "~id,~from,~to,~label\ne1,a,b,knows\n",
+        );
+        vertices(source.path(), "z-vertices.csv", &["a", "b"]);
+        let path = source.path().display().to_string();
+        // Without the scan, the edge file (first by name) loads before its vertices (§2.2).
+        let edge_only = wait(
+            &client,
+            &start(
+                load(&client, &path)
+                    .edge_only_load(true)
+                    .fail_on_error(false),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            errors(&edge_only),
+            [(
+                "FROM_OR_TO_VERTEX_ARE_MISSING".to_owned(),
+                "a-edges.csv".to_owned(),
+                2
+            )]
+        );
+        // With the scan (the default), vertices come first and the edge loads.
+        let scanned = wait(&client, &start(load(&client, &path).mode(Mode::New)).await).await;
+        assert!(errors(&scanned).is_empty(), "{scanned}");
+        assert_eq!(
+            graph(data.path())
+                .stats()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .edges,
+            1
+        );
+    }
+
+    #[tokio::test]
     async fn error_logs_are_paged() {
         let data = tempdir();
         let server = server(data.path());
