@@ -2,8 +2,8 @@
 //!
 //! A chunk of a source file goes in; out come its rejects (with file, line, column and reason),
 //! a hash of every good row (to count exact duplicates across the dataset), and per label the
-//! vertex and edge rows it yields, each with its source sequence number so that merging can let
-//! the latest value win.
+//! vertex and edge rows it yields, in source order (dataset, file, line), so that merging can
+//! let the latest value win.
 
 use std::borrow::Cow;
 
@@ -13,7 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::ids::{IdSet, edge_id, vertex_id};
 use crate::mapping::{Mapping, PropertySource};
-use crate::source::{convert, sequence};
+use crate::source::convert;
 
 /// A row that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,30 +26,69 @@ pub struct Reject {
     pub reason: String,
 }
 
+/// The text values of one column of a block of rows, stored end to end in one string: a run
+/// holds tens of millions of values, and a `String` each cost an allocation plus 24 bytes
+/// (measured: a fifth of the run's time went to the allocator and to faulting in memory).
+/// An empty value is no value, as it is in the Gremlin CSV written from it.
+#[derive(Debug, Default)]
+pub struct Texts {
+    text: String,
+    /// Where each value ends in `text`; it starts where the previous one ends.
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    pub fn push(&mut self, value: Option<&str>) {
+        if let Some(value) = value {
+            self.text.push_str(value);
+        }
+        self.ends.push(self.text.len());
+    }
+
+    /// The value of `row`, or `None` when it has none.
+    pub fn get(&self, row: usize) -> Option<&str> {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        let end = self.ends[row];
+        (end > start).then(|| &self.text[start..end])
+    }
+
+    pub fn has_value(&self, row: usize) -> bool {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        self.ends[row] > start
+    }
+
+    /// The values of the rows `keep` marks.
+    fn retain(&self, keep: &[bool]) -> Texts {
+        let mut kept = Texts::default();
+        for (row, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            kept.push(self.get(row));
+        }
+        kept
+    }
+}
+
 /// Vertex rows of one label, column by column.
 #[derive(Debug, Default)]
 pub struct VertexRows {
     pub ids: Vec<u128>,
-    pub seqs: Vec<u64>,
-    pub keys: Vec<String>,
-    /// `props[p][row]`, in the label's property order.
-    pub props: Vec<Vec<Option<String>>>,
+    pub keys: Texts,
+    /// `props[p]`, in the label's property order.
+    pub props: Vec<Texts>,
 }
 
 /// Edge rows of one label, column by column.
 #[derive(Debug, Default)]
 pub struct EdgeRows {
     pub ids: Vec<u128>,
-    pub seqs: Vec<u64>,
     pub from: Vec<u128>,
     pub to: Vec<u128>,
-    pub props: Vec<Vec<Option<String>>>,
+    pub props: Vec<Texts>,
 }
 
 impl VertexRows {
     fn with_properties(n: usize) -> VertexRows {
         VertexRows {
-            props: vec![Vec::new(); n],
+            props: (0..n).map(|_| Texts::default()).collect(),
             ..VertexRows::default()
         }
     }
@@ -60,78 +99,26 @@ impl VertexRows {
         let keep: Vec<bool> = (0..self.ids.len())
             .map(|r| {
                 let new = seen.insert(self.ids[r]);
-                new || self.props.iter().any(|p| p[r].is_some())
+                new || self.props.iter().any(|p| p.has_value(r))
             })
             .collect();
+        if keep.iter().all(|k| *k) {
+            return;
+        }
         retain_rows(&keep, &mut self.ids);
-        retain_rows(&keep, &mut self.seqs);
-        retain_rows(&keep, &mut self.keys);
+        self.keys = self.keys.retain(&keep);
         for column in &mut self.props {
-            retain_rows(&keep, column);
+            *column = column.retain(&keep);
         }
-    }
-
-    /// Joins blocks of rows (in source order) at exact capacity.
-    pub fn concat(blocks: Vec<VertexRows>, properties: usize) -> VertexRows {
-        let n: usize = blocks.iter().map(|b| b.ids.len()).sum();
-        let mut all = VertexRows {
-            ids: Vec::with_capacity(n),
-            seqs: Vec::with_capacity(n),
-            keys: Vec::with_capacity(n),
-            props: (0..properties).map(|_| Vec::with_capacity(n)).collect(),
-        };
-        for block in blocks {
-            all.ids.extend(block.ids);
-            all.seqs.extend(block.seqs);
-            all.keys.extend(block.keys);
-            for (mine, theirs) in all.props.iter_mut().zip(block.props) {
-                mine.extend(theirs);
-            }
-        }
-        all
     }
 }
 
 impl EdgeRows {
     fn with_properties(n: usize) -> EdgeRows {
         EdgeRows {
-            props: vec![Vec::new(); n],
+            props: (0..n).map(|_| Texts::default()).collect(),
             ..EdgeRows::default()
         }
-    }
-
-    /// Drops edges without properties whose id `seen` already holds.
-    pub fn drop_repeats(&mut self, seen: &mut IdSet) {
-        if !self.props.is_empty() {
-            return;
-        }
-        let keep: Vec<bool> = self.ids.iter().map(|&id| seen.insert(id)).collect();
-        retain_rows(&keep, &mut self.ids);
-        retain_rows(&keep, &mut self.seqs);
-        retain_rows(&keep, &mut self.from);
-        retain_rows(&keep, &mut self.to);
-    }
-
-    /// Joins blocks of rows (in source order) at exact capacity.
-    pub fn concat(blocks: Vec<EdgeRows>, properties: usize) -> EdgeRows {
-        let n: usize = blocks.iter().map(|b| b.ids.len()).sum();
-        let mut all = EdgeRows {
-            ids: Vec::with_capacity(n),
-            seqs: Vec::with_capacity(n),
-            from: Vec::with_capacity(n),
-            to: Vec::with_capacity(n),
-            props: (0..properties).map(|_| Vec::with_capacity(n)).collect(),
-        };
-        for block in blocks {
-            all.ids.extend(block.ids);
-            all.seqs.extend(block.seqs);
-            all.from.extend(block.from);
-            all.to.extend(block.to);
-            for (mine, theirs) in all.props.iter_mut().zip(block.props) {
-                mine.extend(theirs);
-            }
-        }
-        all
     }
 }
 
@@ -163,7 +150,6 @@ pub struct Chunk<'a> {
     pub dataset: Dataset,
     pub schema: &'a DatasetSchema,
     pub file: &'a str,
-    pub file_index: usize,
     pub text: &'a str,
     pub first_line: u64,
     /// The file was not valid UTF-8; rows holding a replacement character are rejected.
@@ -173,13 +159,13 @@ pub struct Chunk<'a> {
 /// Appends one value to each property column: the row's value of the column that fills it,
 /// or none.
 fn push_properties(
-    props: &mut [Vec<Option<String>>],
+    props: &mut [Texts],
     sources: &[PropertySource],
     values: &[Option<Cow<'_, str>>],
 ) {
     for (p, column) in props.iter_mut().enumerate() {
         let source = sources.iter().find(|s| s.property == p);
-        column.push(source.and_then(|s| values[s.column].as_deref().map(str::to_owned)));
+        column.push(source.and_then(|s| values[s.column].as_deref()));
     }
 }
 
@@ -311,7 +297,6 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             hasher.update(&[0x1f]);
         }
         out.row_hashes.push(hasher.digest128());
-        let seq = sequence(chunk.dataset, chunk.file_index, line);
 
         // Each (label, column) key of the row is normalised and hashed once, however many
         // rules use it (a profile's user name feeds seven).
@@ -325,8 +310,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             plain_vertices.insert(resolved[k].id);
             let rows = &mut out.vertices[rule.label];
             rows.ids.push(resolved[k].id);
-            rows.seqs.push(seq);
-            rows.keys.push(resolved[k].key.to_string());
+            rows.keys.push(Some(&resolved[k].key));
             push_properties(&mut rows.props, &rule.properties, &values);
         }
 
@@ -362,8 +346,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
                 if plain_vertices.insert(resolved[k].id) {
                     let rows = &mut out.vertices[label_index];
                     rows.ids.push(resolved[k].id);
-                    rows.seqs.push(seq);
-                    rows.keys.push(resolved[k].key.to_string());
+                    rows.keys.push(Some(&resolved[k].key));
                     for column in &mut rows.props {
                         column.push(None);
                     }
@@ -377,7 +360,6 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             }
             let rows = &mut out.edges[rule.label];
             rows.ids.push(id);
-            rows.seqs.push(seq);
             rows.from.push(from);
             rows.to.push(to);
             push_properties(&mut rows.props, &rule.properties, &values);

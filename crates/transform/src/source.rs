@@ -6,7 +6,7 @@ use std::io::Read;
 use std::ops::Range;
 
 use gremlin_csv::{Field, is_valid_date};
-use idgraph_core::{Column, ColumnType, Dataset, DatasetSchema};
+use idgraph_core::{Column, ColumnType, DatasetSchema};
 
 use crate::Error;
 
@@ -241,17 +241,11 @@ pub(crate) fn shorten(value: &str) -> Cow<'_, str> {
     }
 }
 
-/// Sequence numbers order every source row: dataset, then file, then line. The last non-empty
-/// value in this order wins when rows disagree.
-pub(crate) fn sequence(dataset: Dataset, file: usize, line: u64) -> u64 {
-    ((dataset as u64) << 58) | ((file as u64 & 0x3F_FFFF) << 36) | (line & 0xF_FFFF_FFFF)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use gremlin_csv::Records;
-    use idgraph_core::SourceSchemas;
+    use idgraph_core::{Dataset, SourceSchemas};
 
     fn field(text: &str) -> Field<'_> {
         Field {

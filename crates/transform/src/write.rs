@@ -249,9 +249,9 @@ pub fn write_vertices(
         line.push(',');
         push_field(&mut line, &label.name);
         line.push(',');
-        push_string_value(&mut line, &merged.keys[row]);
+        push_string_value(&mut line, merged.key(row));
         for (p, property) in label.properties.iter().enumerate() {
-            push_property(&mut line, property.ty, merged.props[p][row].as_deref());
+            push_property(&mut line, property.ty, merged.property(p, row));
         }
         line.push('\n');
         writer.row(&line)?;
@@ -286,7 +286,7 @@ pub fn write_edges(
         line.push(',');
         push_field(&mut line, &label.name);
         for (p, property) in label.properties.iter().enumerate() {
-            push_property(&mut line, property.ty, merged.props[p][row].as_deref());
+            push_property(&mut line, property.ty, merged.property(p, row));
         }
         line.push('\n');
         writer.row(&line)?;
