@@ -26,98 +26,132 @@ pub struct Reject {
     pub reason: String,
 }
 
-/// The text values of one column of a block of rows, stored end to end in one string: a run
-/// holds tens of millions of values, and a `String` each cost an allocation plus 24 bytes
-/// (measured: a fifth of the run's time went to the allocator and to faulting in memory).
+/// The text values of a block of rows, row by row: each row's fields end to end in one string.
+/// A run holds tens of millions of values, and a `String` each cost an allocation plus 24 bytes
+/// (measured: a fifth of the run's time went to the allocator and to faulting in memory); and
+/// the writer, which visits rows in id order, finds all of a row's values in one place.
 /// An empty value is no value, as it is in the Gremlin CSV written from it.
 #[derive(Debug, Default)]
-pub struct Texts {
+pub struct FieldRows {
+    /// Fields per row.
+    width: usize,
     text: String,
-    /// Where each value ends in `text`; it starts where the previous one ends.
-    ends: Vec<usize>,
+    /// Where each row starts in `text`.
+    starts: Vec<usize>,
+    /// `lens[row * width + field]`: the field's length in bytes, 0 for no value.
+    lens: Vec<u32>,
 }
 
-impl Texts {
-    pub fn push(&mut self, value: Option<&str>) {
-        if let Some(value) = value {
-            self.text.push_str(value);
+impl FieldRows {
+    pub fn new(width: usize) -> FieldRows {
+        FieldRows {
+            width,
+            ..FieldRows::default()
         }
-        self.ends.push(self.text.len());
     }
 
-    /// The value of `row`, or `None` when it has none.
-    pub fn get(&self, row: usize) -> Option<&str> {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] };
-        let end = self.ends[row];
-        (end > start).then(|| &self.text[start..end])
+    /// Appends a row of `width` fields (missing ones are no value). A field must be shorter
+    /// than 4 GiB (`map_chunk` rejects fields over `MAX_FIELD_BYTES`).
+    pub fn push_row<'v>(&mut self, fields: impl IntoIterator<Item = Option<&'v str>>) {
+        if self.width == 0 {
+            // Most edge labels have no properties: nothing to record, not even where a row starts.
+            return;
+        }
+        self.starts.push(self.text.len());
+        let mut n = 0;
+        for field in fields.into_iter().take(self.width) {
+            let field = field.unwrap_or_default();
+            self.text.push_str(field);
+            self.lens.push(u32::try_from(field.len()).unwrap_or(0));
+            n += 1;
+        }
+        self.lens.resize(self.lens.len() + (self.width - n), 0);
     }
 
-    pub fn has_value(&self, row: usize) -> bool {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] };
-        self.ends[row] > start
+    pub fn has_value(&self, row: usize, field: usize) -> bool {
+        self.lens[row * self.width + field] > 0
     }
 
-    /// The values of the rows `keep` marks.
-    fn retain(&self, keep: &[bool]) -> Texts {
-        let mut kept = Texts::default();
+    /// The fields of `row`, in order.
+    pub fn row(&self, row: usize) -> impl Iterator<Item = Option<&str>> {
+        let mut at = self.starts.get(row).copied().unwrap_or_default();
+        let lens = self
+            .lens
+            .get(row * self.width..(row + 1) * self.width)
+            .unwrap_or_default();
+        lens.iter().map(move |&len| {
+            let start = at;
+            at += len as usize;
+            (len > 0).then(|| &self.text[start..at])
+        })
+    }
+
+    /// One field of `row`.
+    pub fn field(&self, row: usize, field: usize) -> Option<&str> {
+        self.row(row).nth(field).flatten()
+    }
+
+    /// The rows `keep` marks.
+    fn retain(&self, keep: &[bool]) -> FieldRows {
+        let mut kept = FieldRows::new(self.width);
         for (row, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-            kept.push(self.get(row));
+            kept.push_row(self.row(row));
         }
         kept
     }
 }
 
-/// Vertex rows of one label, column by column.
+/// Vertex rows of one label.
 #[derive(Debug, Default)]
 pub struct VertexRows {
     pub ids: Vec<u128>,
-    pub keys: Texts,
-    /// `props[p]`, in the label's property order.
-    pub props: Vec<Texts>,
+    /// Per row, the normalised key and then the label's properties in order.
+    pub fields: FieldRows,
 }
 
-/// Edge rows of one label, column by column.
+/// Edge rows of one label.
 #[derive(Debug, Default)]
 pub struct EdgeRows {
     pub ids: Vec<u128>,
     pub from: Vec<u128>,
     pub to: Vec<u128>,
-    pub props: Vec<Texts>,
+    /// Per row, the label's properties in order.
+    pub fields: FieldRows,
 }
 
 impl VertexRows {
     fn with_properties(n: usize) -> VertexRows {
         VertexRows {
-            props: (0..n).map(|_| Texts::default()).collect(),
-            ..VertexRows::default()
+            ids: Vec::new(),
+            fields: FieldRows::new(1 + n),
         }
     }
 
     /// Drops rows that carry no property value and whose id `seen` already holds (they add
     /// nothing to the merge), and records the ids of the rows kept.
     pub fn drop_repeats(&mut self, seen: &mut IdSet) {
+        let width = self.fields.width;
         let keep: Vec<bool> = (0..self.ids.len())
             .map(|r| {
                 let new = seen.insert(self.ids[r]);
-                new || self.props.iter().any(|p| p.has_value(r))
+                new || (1..width).any(|f| self.fields.has_value(r, f))
             })
             .collect();
         if keep.iter().all(|k| *k) {
             return;
         }
         retain_rows(&keep, &mut self.ids);
-        self.keys = self.keys.retain(&keep);
-        for column in &mut self.props {
-            *column = column.retain(&keep);
-        }
+        self.fields = self.fields.retain(&keep);
     }
 }
 
 impl EdgeRows {
     fn with_properties(n: usize) -> EdgeRows {
         EdgeRows {
-            props: (0..n).map(|_| Texts::default()).collect(),
-            ..EdgeRows::default()
+            ids: Vec::new(),
+            from: Vec::new(),
+            to: Vec::new(),
+            fields: FieldRows::new(n),
         }
     }
 }
@@ -129,6 +163,10 @@ fn retain_rows<T>(keep: &[bool], column: &mut Vec<T>) {
         keep[row - 1]
     });
 }
+
+/// The longest field taken (1 GiB): with normalisation (which can lengthen Unicode text up to
+/// three times) a value stays under the 4 GiB that `FieldRows` records.
+const MAX_FIELD_BYTES: usize = 1 << 30;
 
 /// What one chunk of a source file yields.
 #[derive(Debug)]
@@ -156,17 +194,19 @@ pub struct Chunk<'a> {
     pub lossy: bool,
 }
 
-/// Appends one value to each property column: the row's value of the column that fills it,
-/// or none.
-fn push_properties(
-    props: &mut [Texts],
-    sources: &[PropertySource],
-    values: &[Option<Cow<'_, str>>],
-) {
-    for (p, column) in props.iter_mut().enumerate() {
-        let source = sources.iter().find(|s| s.property == p);
-        column.push(source.and_then(|s| values[s.column].as_deref()));
-    }
+/// A row's values for the properties of a label, in the label's order: the value of the column
+/// that fills each, or none.
+fn property_values<'v>(
+    count: usize,
+    sources: &'v [PropertySource],
+    values: &'v [Option<Cow<'_, str>>],
+) -> impl Iterator<Item = Option<&'v str>> {
+    (0..count).map(move |p| {
+        sources
+            .iter()
+            .find(|s| s.property == p)
+            .and_then(|s| values[s.column].as_deref())
+    })
 }
 
 /// A row's key for one vertex label: normalised, and its id.
@@ -231,8 +271,11 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
     };
     // Rows that carry no properties repeat a lot (every profile names its country): keep one
     // per chunk. Rows with properties are all kept, for the merge to pick the latest value.
-    let mut plain_vertices = IdSet::default();
-    let mut plain_edges = IdSet::default();
+    // Sized for the datagen datasets (measured: 25 to 100 bytes of source text per entry), so
+    // that the sets rarely grow while filling.
+    let expected = chunk.text.len() / 32;
+    let mut plain_vertices = IdSet::with_capacity_and_hasher(expected, Default::default());
+    let mut plain_edges = IdSet::with_capacity_and_hasher(expected, Default::default());
     let width = chunk.schema.columns.len();
 
     for record in Records::new(chunk.text) {
@@ -268,6 +311,17 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
                 problem = Some((
                     column.name.clone(),
                     format!("column {} is not valid UTF-8", column.name),
+                ));
+                break;
+            }
+            if field.text.len() > MAX_FIELD_BYTES {
+                problem = Some((
+                    column.name.clone(),
+                    format!(
+                        "column {}: a value of {} bytes; at most {MAX_FIELD_BYTES} are taken",
+                        column.name,
+                        field.text.len()
+                    ),
                 ));
                 break;
             }
@@ -310,8 +364,14 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             plain_vertices.insert(resolved[k].id);
             let rows = &mut out.vertices[rule.label];
             rows.ids.push(resolved[k].id);
-            rows.keys.push(Some(&resolved[k].key));
-            push_properties(&mut rows.props, &rule.properties, &values);
+            let properties = rows.fields.width - 1;
+            rows.fields.push_row(
+                std::iter::once(Some(resolved[k].key.as_ref())).chain(property_values(
+                    properties,
+                    &rule.properties,
+                    &values,
+                )),
+            );
         }
 
         for rule in &rules.edges {
@@ -346,10 +406,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
                 if plain_vertices.insert(resolved[k].id) {
                     let rows = &mut out.vertices[label_index];
                     rows.ids.push(resolved[k].id);
-                    rows.keys.push(Some(&resolved[k].key));
-                    for column in &mut rows.props {
-                        column.push(None);
-                    }
+                    rows.fields.push_row([Some(resolved[k].key.as_ref())]);
                 }
             }
             let edge_label = &mapping.edges[rule.label];
@@ -362,7 +419,9 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             rows.ids.push(id);
             rows.from.push(from);
             rows.to.push(to);
-            push_properties(&mut rows.props, &rule.properties, &values);
+            let properties = rows.fields.width;
+            rows.fields
+                .push_row(property_values(properties, &rule.properties, &values));
         }
     }
     out

@@ -15,7 +15,7 @@
 use polars::prelude::*;
 
 use crate::Error;
-use crate::elements::{EdgeRows, Texts, VertexRows};
+use crate::elements::{EdgeRows, FieldRows, VertexRows};
 
 /// No row: the element has no value for the property.
 const NO_ROW: u32 = u32::MAX;
@@ -39,12 +39,45 @@ fn locate(starts: &[usize], row: u32) -> (usize, usize) {
 }
 
 impl Picks {
-    fn value<'a>(&self, columns: impl Fn(usize) -> &'a Texts, row: u32) -> Option<&'a str> {
+    /// Field `field` of `row`, found in `blocks`.
+    fn value<'a>(
+        &self,
+        blocks: impl Fn(usize) -> &'a FieldRows,
+        row: u32,
+        field: usize,
+    ) -> Option<&'a str> {
         if row == NO_ROW {
             return None;
         }
         let (block, at) = locate(&self.starts, row);
-        columns(block).get(at)
+        blocks(block).field(at, field)
+    }
+
+    /// The values of the `element`th element's properties, the fields from `offset` on: most
+    /// come from its first row, read in one pass; the others from the rows `latest` names.
+    fn properties<'a>(
+        &'a self,
+        blocks: impl Fn(usize) -> &'a FieldRows + Copy + 'a,
+        element: usize,
+        offset: usize,
+    ) -> (Option<&'a str>, impl Iterator<Item = Option<&'a str>> + 'a) {
+        let first = self.first[element];
+        let (block, at) = locate(&self.starts, first);
+        let mut row = blocks(block).row(at);
+        let lead = if offset > 0 {
+            row.next().flatten()
+        } else {
+            None
+        };
+        let properties = row.enumerate().map(move |(p, value)| {
+            let latest = self.latest[p][element];
+            if latest == first {
+                value
+            } else {
+                self.value(blocks, latest, offset + p)
+            }
+        });
+        (lead, properties)
     }
 }
 
@@ -57,17 +90,12 @@ pub struct MergedVertices {
 }
 
 impl MergedVertices {
-    /// The normalised key of the `element`th vertex.
-    pub fn key(&self, element: usize) -> &str {
-        self.picks
-            .value(|b| &self.blocks[b].keys, self.picks.first[element])
-            .unwrap_or_default()
-    }
-
-    /// The value of property `p` of the `element`th vertex.
-    pub fn property(&self, p: usize, element: usize) -> Option<&str> {
-        self.picks
-            .value(|b| &self.blocks[b].props[p], self.picks.latest[p][element])
+    /// The normalised key and the property values of the `element`th vertex.
+    pub fn element(&self, element: usize) -> (&str, impl Iterator<Item = Option<&str>>) {
+        let (key, properties) = self
+            .picks
+            .properties(|b| &self.blocks[b].fields, element, 1);
+        (key.unwrap_or_default(), properties)
     }
 }
 
@@ -82,10 +110,11 @@ pub struct MergedEdges {
 }
 
 impl MergedEdges {
-    /// The value of property `p` of the `element`th edge.
-    pub fn property(&self, p: usize, element: usize) -> Option<&str> {
+    /// The property values of the `element`th edge.
+    pub fn properties(&self, element: usize) -> impl Iterator<Item = Option<&str>> {
         self.picks
-            .value(|b| &self.blocks[b].props[p], self.picks.latest[p][element])
+            .properties(|b| &self.blocks[b].fields, element, 0)
+            .1
     }
 }
 
@@ -101,7 +130,8 @@ fn starts(lengths: impl Iterator<Item = usize>) -> Vec<usize> {
 }
 
 /// Groups the rows by id, in id order: each element's id, first row, and last row with a value
-/// for each of `properties` properties (`has_value(p, row)`). `starts`: where each block starts.
+/// for each of `properties` properties (`has_value(p, block, row)`; an element of one row
+/// takes that row, whether it has a value or not). `starts`: where each block starts.
 fn plan(
     label: &str,
     ids: &[u128],
@@ -152,10 +182,15 @@ fn plan(
         merged_ids.push(element);
         first.push(group[0]);
         for (p, latest) in latest.iter_mut().enumerate() {
-            let row = group.iter().rev().copied().find(|&r| {
-                let (block, at) = locate(&starts, r);
-                has_value(p, block, at)
-            });
+            // One row (most elements): its values are read as they are, empty or not.
+            let row = if group.len() == 1 {
+                Some(group[0])
+            } else {
+                group.iter().rev().copied().find(|&r| {
+                    let (block, at) = locate(&starts, r);
+                    has_value(p, block, at)
+                })
+            };
             latest.push(row.unwrap_or(NO_ROW));
         }
         i = j;
@@ -182,7 +217,7 @@ pub fn merge_vertices(
         ids.extend(std::mem::take(&mut block.ids));
     }
     let (merged, picks) = plan(label, &ids, starts, properties, |p, block, at| {
-        blocks[block].props[p].has_value(at)
+        blocks[block].fields.has_value(at, 1 + p)
     })?;
     drop(ids);
     Ok(MergedVertices {
@@ -204,7 +239,7 @@ pub fn merge_edges(
         ids.extend(std::mem::take(&mut block.ids));
     }
     let (merged, picks) = plan(label, &ids, starts, properties, |p, block, at| {
-        blocks[block].props[p].has_value(at)
+        blocks[block].fields.has_value(at, p)
     })?;
     drop(ids);
     let endpoint = |row: u32| {
@@ -229,25 +264,33 @@ pub fn merge_edges(
 mod tests {
     use super::*;
 
-    fn texts(values: &[Option<&str>]) -> Texts {
-        let mut t = Texts::default();
-        for v in values {
-            t.push(*v);
-        }
-        t
-    }
-
     fn vertex_block(ids: Vec<u128>, keys: &[&str], prop: &[Option<&str>]) -> VertexRows {
-        VertexRows {
+        let mut fields = FieldRows::new(2);
+        for (key, value) in keys.iter().zip(prop) {
+            fields.push_row([Some(*key), *value]);
+        }
+        VertexRows { ids, fields }
+    }
+
+    fn edge_block(ids: Vec<u128>, from: Vec<u128>, to: Vec<u128>, prop: &[&str]) -> EdgeRows {
+        let mut fields = FieldRows::new(1);
+        for value in prop {
+            fields.push_row([Some(*value)]);
+        }
+        EdgeRows {
             ids,
-            keys: texts(&keys.iter().map(|k| Some(*k)).collect::<Vec<_>>()),
-            props: vec![texts(prop)],
+            from,
+            to,
+            fields,
         }
     }
 
-    fn properties(merged: &MergedVertices) -> Vec<Option<&str>> {
+    fn elements(merged: &MergedVertices) -> Vec<(&str, Option<&str>)> {
         (0..merged.ids.len())
-            .map(|e| merged.property(0, e))
+            .map(|e| {
+                let (key, mut properties) = merged.element(e);
+                (key, properties.next().flatten())
+            })
             .collect()
     }
 
@@ -264,9 +307,10 @@ mod tests {
         ];
         let merged = merge_vertices("T", blocks, 1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(merged.ids, vec![5, 7, u128::MAX]);
-        let keys: Vec<&str> = (0..3).map(|e| merged.key(e)).collect();
-        assert_eq!(keys, vec!["a", "b", "z"]);
-        assert_eq!(properties(&merged), vec![Some("kept"), None, Some("new")]);
+        assert_eq!(
+            elements(&merged),
+            vec![("a", Some("kept")), ("b", None), ("z", Some("new"))]
+        );
     }
 
     #[test]
@@ -276,7 +320,7 @@ mod tests {
             vertex_block(vec![1, 1], &["k", "k"], &[None, Some("")]),
         ];
         let merged = merge_vertices("T", blocks, 1).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(properties(&merged), vec![Some("v")]);
+        assert_eq!(elements(&merged), vec![("k", Some("v"))]);
     }
 
     #[test]
@@ -289,30 +333,15 @@ mod tests {
         )];
         let merged = merge_vertices("T", blocks, 1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(merged.ids, vec![high | 2, high | 9]);
-        assert_eq!(properties(&merged), vec![None, Some("2")]);
+        assert_eq!(elements(&merged), vec![("y", None), ("x", Some("2"))]);
     }
 
     #[test]
     fn edges_merge_by_id() {
         let blocks = vec![
-            EdgeRows {
-                ids: vec![9, 3],
-                from: vec![1, 2],
-                to: vec![4, 5],
-                props: vec![texts(&[Some("1"), None])],
-            },
-            EdgeRows {
-                ids: vec![],
-                from: vec![],
-                to: vec![],
-                props: vec![texts(&[])],
-            },
-            EdgeRows {
-                ids: vec![9],
-                from: vec![1],
-                to: vec![4],
-                props: vec![texts(&[Some("2")])],
-            },
+            edge_block(vec![9, 3], vec![1, 2], vec![4, 5], &["1", ""]),
+            edge_block(vec![], vec![], vec![], &[]),
+            edge_block(vec![9], vec![1], vec![4], &["2"]),
         ];
         let merged = merge_edges("E", blocks, 1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(merged.ids, vec![3, 9]);
@@ -320,8 +349,10 @@ mod tests {
             (&merged.from[..], &merged.to[..]),
             (&[2, 1][..], &[5, 4][..])
         );
-        assert_eq!(merged.property(0, 0), None);
-        assert_eq!(merged.property(0, 1), Some("2"));
+        let values: Vec<Option<&str>> = (0..2)
+            .map(|e| merged.properties(e).next().flatten())
+            .collect();
+        assert_eq!(values, vec![None, Some("2")]);
     }
 
     #[test]

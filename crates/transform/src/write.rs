@@ -249,9 +249,10 @@ pub fn write_vertices(
         line.push(',');
         push_field(&mut line, &label.name);
         line.push(',');
-        push_string_value(&mut line, merged.key(row));
-        for (p, property) in label.properties.iter().enumerate() {
-            push_property(&mut line, property.ty, merged.property(p, row));
+        let (key, values) = merged.element(row);
+        push_string_value(&mut line, key);
+        for (property, value) in label.properties.iter().zip(values) {
+            push_property(&mut line, property.ty, value);
         }
         line.push('\n');
         writer.row(&line)?;
@@ -285,8 +286,8 @@ pub fn write_edges(
         push_id(&mut line, merged.to[row]);
         line.push(',');
         push_field(&mut line, &label.name);
-        for (p, property) in label.properties.iter().enumerate() {
-            push_property(&mut line, property.ty, merged.property(p, row));
+        for (property, value) in label.properties.iter().zip(merged.properties(row)) {
+            push_property(&mut line, property.ty, value);
         }
         line.push('\n');
         writer.row(&line)?;
