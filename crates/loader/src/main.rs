@@ -9,11 +9,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use loader::{Neptune, Plan, RunReport, Runner, Settings};
 
-// The loader runs the transform in process: tens of millions of small allocations, for which
-// mimalloc measured faster than glibc's malloc (see the transform binary).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "loader",

@@ -6,10 +6,6 @@ use clap::{Args, Parser, Subcommand};
 use idgraph_core::BatchId;
 use transform::{Location, Mapping, Options, RunReport, Selection};
 
-// Tens of millions of small allocations per run: mimalloc measured faster than glibc's malloc here.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const EXAMPLES: &str = "\
 Examples:
   # After datagen: transform data/datasets/sources/initial into data/datasets/graph/initial
