@@ -426,3 +426,37 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_rows_keep_each_rows_values_and_empties() {
+        let mut rows = FieldRows::new(3);
+        rows.push_row([Some("key"), None, Some("été")]);
+        rows.push_row([Some("k2"), Some(""), Some("x")]);
+        // A short row is padded with no values.
+        rows.push_row([Some("k3")]);
+        fn all(rows: &FieldRows, r: usize) -> Vec<Option<&str>> {
+            rows.row(r).collect()
+        }
+        assert_eq!(all(&rows, 0), vec![Some("key"), None, Some("été")]);
+        assert_eq!(all(&rows, 1), vec![Some("k2"), None, Some("x")]);
+        assert_eq!(all(&rows, 2), vec![Some("k3"), None, None]);
+        assert_eq!(rows.field(0, 2), Some("été"));
+        assert!(rows.has_value(1, 2) && !rows.has_value(1, 1));
+
+        let kept = rows.retain(&[true, false, true]);
+        assert_eq!(all(&kept, 0), vec![Some("key"), None, Some("été")]);
+        assert_eq!(all(&kept, 1), vec![Some("k3"), None, None]);
+    }
+
+    #[test]
+    fn rows_without_fields_record_nothing() {
+        let mut rows = FieldRows::new(0);
+        rows.push_row([Some("ignored")]);
+        assert_eq!(rows.row(0).count(), 0);
+        assert!(rows.text.is_empty() && rows.starts.is_empty());
+    }
+}
