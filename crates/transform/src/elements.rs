@@ -90,15 +90,6 @@ impl FieldRows {
     pub fn field(&self, row: usize, field: usize) -> Option<&str> {
         self.row(row).nth(field).flatten()
     }
-
-    /// The rows `keep` marks.
-    fn retain(&self, keep: &[bool]) -> FieldRows {
-        let mut kept = FieldRows::new(self.width);
-        for (row, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-            kept.push_row(self.row(row));
-        }
-        kept
-    }
 }
 
 /// Vertex rows of one label.
@@ -126,23 +117,6 @@ impl VertexRows {
             fields: FieldRows::new(1 + n),
         }
     }
-
-    /// Drops rows that carry no property value and whose id `seen` already holds (they add
-    /// nothing to the merge), and records the ids of the rows kept.
-    pub fn drop_repeats(&mut self, seen: &mut IdSet) {
-        let width = self.fields.width;
-        let keep: Vec<bool> = (0..self.ids.len())
-            .map(|r| {
-                let new = seen.insert(self.ids[r]);
-                new || (1..width).any(|f| self.fields.has_value(r, f))
-            })
-            .collect();
-        if keep.iter().all(|k| *k) {
-            return;
-        }
-        retain_rows(&keep, &mut self.ids);
-        self.fields = self.fields.retain(&keep);
-    }
 }
 
 impl EdgeRows {
@@ -154,14 +128,6 @@ impl EdgeRows {
             fields: FieldRows::new(n),
         }
     }
-}
-
-fn retain_rows<T>(keep: &[bool], column: &mut Vec<T>) {
-    let mut row = 0;
-    column.retain(|_| {
-        row += 1;
-        keep[row - 1]
-    });
 }
 
 /// The longest field taken (1 GiB): with normalisation (which can lengthen Unicode text up to
@@ -446,10 +412,6 @@ mod tests {
         assert_eq!(all(&rows, 2), vec![Some("k3"), None, None]);
         assert_eq!(rows.field(0, 2), Some("été"));
         assert!(rows.has_value(1, 2) && !rows.has_value(1, 1));
-
-        let kept = rows.retain(&[true, false, true]);
-        assert_eq!(all(&kept, 0), vec![Some("key"), None, Some("été")]);
-        assert_eq!(all(&kept, 1), vec![Some("k3"), None, None]);
     }
 
     #[test]
