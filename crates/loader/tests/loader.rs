@@ -45,9 +45,10 @@ fn plan(root: &Path) -> Plan {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn loader_cmd(root: &Path) -> Command {
+/// `loader --root ROOT --quiet ARGS...`.
+fn loader_cmd(root: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_loader"));
-    command.arg("--root").arg(root).arg("--quiet");
+    command.arg("--root").arg(root).arg("--quiet").args(args);
     command
 }
 
@@ -122,11 +123,7 @@ mod runs {
         let dir = tempdir();
         let root = dir.path();
         generate(root, 2_000);
-        let out = run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["--json", "full"]);
-            c
-        });
+        let out = run_ok(loader_cmd(root, &["--json", "full"]));
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -155,11 +152,7 @@ mod runs {
 
         increment(root, 300, "20260102_000000");
         increment(root, 300, "20260103_000000");
-        let out = run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["--json", "incremental"]);
-            c
-        });
+        let out = run_ok(loader_cmd(root, &["--json", "incremental"]));
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
         let batches: Vec<&str> = report["batches"]
@@ -173,19 +166,11 @@ mod runs {
         assert_eq!(stats.edge_labels, distinct_ids(root, "edges"));
 
         // A re-run does nothing: nothing newer than the watermark, and full is already loaded.
-        let again = run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["--json", "incremental"]);
-            c
-        });
+        let again = run_ok(loader_cmd(root, &["--json", "incremental"]));
         let again: serde_json::Value =
             serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again["batches"].as_array().map(Vec::len), Some(0));
-        let full = run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["--json", "full"]);
-            c
-        });
+        let full = run_ok(loader_cmd(root, &["--json", "full"]));
         let full: serde_json::Value =
             serde_json::from_slice(&full.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(full["batches"][0]["already_loaded"], true);
@@ -197,11 +182,7 @@ mod runs {
         let dir = tempdir();
         let root = dir.path();
         generate(root, 1_000);
-        run_ok({
-            let mut c = loader_cmd(root);
-            c.arg("full");
-            c
-        });
+        run_ok(loader_cmd(root, &["full"]));
         let cookies = csv_rows(&root.join("datasets/sources/initial/cookie/cookie_data_full.csv"));
         let people =
             csv_rows(&root.join("datasets/sources/initial/first_party/first_party_data_full.csv"));
@@ -469,11 +450,7 @@ mod failures {
         let dir = tempdir();
         let root = dir.path();
         generate(root, 200);
-        run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["full", "--dry-run"]);
-            c
-        });
+        run_ok(loader_cmd(root, &["full", "--dry-run"]));
         // Transform, then break one vertex file the way a hand edit would.
         transform::run(
             &transform::Options::new(
@@ -487,8 +464,7 @@ mod failures {
         let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
         text.push_str("broken,\"unclosed\n");
         std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
-        let out = loader_cmd(root)
-            .arg("full")
+        let out = loader_cmd(root, &["full"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -508,11 +484,7 @@ mod failures {
         for root in [killed.path(), whole.path()] {
             generate(root, 4_000);
         }
-        run_ok({
-            let mut c = loader_cmd(whole.path());
-            c.arg("full");
-            c
-        });
+        run_ok(loader_cmd(whole.path(), &["full"]));
         // Kill the first run as soon as its vertex load has started.
         let mut child = Command::new(env!("CARGO_BIN_EXE_loader"))
             .arg("--root")
@@ -535,11 +507,7 @@ mod failures {
         assert_eq!(before.batches["initial"].stage, "loading");
         let first_load = before.batches["initial"].loads[0].load_id.clone();
 
-        let out = run_ok({
-            let mut c = loader_cmd(killed.path());
-            c.args(["--json", "full"]);
-            c
-        });
+        let out = run_ok(loader_cmd(killed.path(), &["--json", "full"]));
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(graph_stats(killed.path()), graph_stats(whole.path()));
@@ -570,8 +538,7 @@ mod failures {
             )
         });
         held.unwrap_or_else(|e| panic!("{e}"));
-        let out = loader_cmd(root)
-            .arg("incremental")
+        let out = loader_cmd(root, &["incremental"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!out.status.success());
@@ -582,19 +549,14 @@ mod failures {
             "{\"owner\":\"dead\",\"expires_at\":1}",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        run_ok({
-            let mut c = loader_cmd(root);
-            c.arg("full");
-            c
-        });
+        run_ok(loader_cmd(root, &["full"]));
         assert!(!root.join("datasets/loader/lock").exists());
         // Two incremental runs started together: one loads the batch, the other is refused or
         // finds nothing left to do; the batch is loaded once.
         increment(root, 100, "20260105_000000");
         let children: Vec<_> = (0..2)
             .map(|_| {
-                loader_cmd(root)
-                    .args(["--json", "incremental"])
+                loader_cmd(root, &["--json", "incremental"])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -626,11 +588,7 @@ mod schedule {
         let root = dir.path();
         generate(root, 200);
         increment(root, 50, "20260102_000000");
-        let out = run_ok({
-            let mut c = loader_cmd(root);
-            c.args(["--json", "schedule", "--once"]);
-            c
-        });
+        let out = run_ok(loader_cmd(root, &["--json", "schedule", "--once"]));
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(report["watermark"], "20260102_000000");
@@ -679,7 +637,7 @@ mod s3 {
             .unwrap_or_else(|e| panic!("{e}"));
         let server = testkit::LocalS3::start(s3_root.path());
         let run = |args: &[&str]| -> Output {
-            let mut c = loader_cmd(root);
+            let mut c = loader_cmd(root, &[]);
             server
                 .aws_env(&mut c)
                 .args(["--stage", "s3://stage-bucket/idgraph", "--json"])
@@ -770,7 +728,7 @@ mod s3 {
         // An S3 access error (a wrong secret) is reported, with a non-zero exit.
         increment(root, 50, "20260104_000000");
         let denied = server
-            .aws_env(&mut loader_cmd(root))
+            .aws_env(&mut loader_cmd(root, &[]))
             .args(["--stage", "s3://stage-bucket/idgraph", "incremental"])
             .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
             .output()
@@ -796,11 +754,7 @@ mod s3 {
         for root in [killed.path(), whole.path()] {
             generate(root, 3_000);
         }
-        run_ok({
-            let mut c = loader_cmd(whole.path());
-            c.arg("full");
-            c
-        });
+        run_ok(loader_cmd(whole.path(), &["full"]));
         let s3_root = tempdir();
         std::fs::create_dir_all(s3_root.path().join("stage")).unwrap_or_else(|e| panic!("{e}"));
         let server = testkit::LocalS3::start(s3_root.path());
@@ -829,8 +783,10 @@ mod s3 {
         .map(|b| b.loads.len())
         .unwrap_or(0);
 
-        let mut again = loader_cmd(killed.path());
-        again.args(["--stage", "s3://stage/p", "--json", "full"]);
+        let mut again = loader_cmd(
+            killed.path(),
+            &["--stage", "s3://stage/p", "--json", "full"],
+        );
         server.aws_env(&mut again);
         let out = run_ok(again);
         let report: serde_json::Value =

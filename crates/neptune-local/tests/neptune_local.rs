@@ -46,6 +46,14 @@ fn client(server: &Server) -> Client {
     client_with_secret(&server.endpoint(), SECRET)
 }
 
+/// A server over a new data folder, and a client of it.
+fn local() -> (tempfile::TempDir, Server, Client) {
+    let data = tempdir();
+    let server = server(data.path());
+    let client = client(&server);
+    (data, server, client)
+}
+
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -407,9 +415,7 @@ mod conformance {
                 .collect();
             for fail_on_error in [false, true] {
                 // A fresh graph per run: ids repeat across cases.
-                let data = tempdir();
-                let server = server(data.path());
-                let client = client(&server);
+                let (_data, _server, client) = local();
                 let id = start(
                     load(&client, &source.path().display().to_string())
                         .fail_on_error(fail_on_error)
@@ -438,9 +444,7 @@ mod conformance {
 
     #[tokio::test]
     async fn values_are_stored_as_neptune_reads_them() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let source = tempdir();
         write(
             source.path(),
@@ -484,9 +488,7 @@ mod conformance {
 
     #[tokio::test]
     async fn records_and_duplicates_are_counted_as_neptune_counts_them() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let source = tempdir();
         // §1.11: `~id,~label,name,team` with one row is 3 records; twice, 6 and 3 duplicates.
         write(
@@ -552,9 +554,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn status_progresses_and_the_queue_runs_in_order_up_to_its_limit() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, server, client) = local();
         let source = tempdir();
         vertices(source.path(), "v.csv", &["a"]);
         let path = source.path().display().to_string();
@@ -637,9 +637,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn dependencies_wait_and_a_failed_one_cancels_its_dependents() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, server, client) = local();
         let good = tempdir();
         vertices(good.path(), "v.csv", &["a", "b"]);
         let edges = tempdir();
@@ -692,9 +690,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn a_cancelled_load_stops_and_cancelling_twice_is_refused() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, server, client) = local();
         let source = tempdir();
         vertices(source.path(), "v.csv", &["a"]);
         server.faults().set_load_delay(Duration::from_secs(30));
@@ -725,9 +721,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn modes_auto_resume_and_new_behave_as_documented() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, _server, client) = local();
         let source = tempdir();
         vertices(source.path(), "1.csv", &["a"]);
         write(source.path(), "2.csv", "~id,n:Int\nb,oops\n");
@@ -770,9 +764,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn fail_on_error_stops_at_the_first_error_and_keeps_what_loaded() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let source = tempdir();
         write(source.path(), "v.csv", "~id,n:Int\na,1\nb,x\nc,3\nd,y\n");
         let path = source.path().display().to_string();
@@ -801,9 +793,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn single_cardinality_values_change_only_with_update_single_cardinality_properties() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let first = tempdir();
         write(
             first.path(),
@@ -848,9 +838,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn edge_only_load_takes_files_in_the_order_found() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let source = tempdir();
         write(
             source.path(),
@@ -892,9 +880,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn error_logs_are_paged() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, _server, client) = local();
         let source = tempdir();
         let mut text = String::from("~id,n:Int\n");
         for i in 0..25 {
@@ -998,9 +984,7 @@ mod lifecycle {
 
     #[tokio::test]
     async fn a_file_deleted_during_the_load_fails_its_feed() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, server, client) = local();
         let source = tempdir();
         vertices(source.path(), "1.csv", &["a"]);
         let doomed = write(source.path(), "2.csv", "~id\nb\n");
@@ -1070,9 +1054,7 @@ mod access {
 
     #[tokio::test]
     async fn faults_can_be_injected() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, server, client) = local();
         let source = tempdir();
         write(source.path(), "v.csv", "~id\na\n");
         let path = source.path().display().to_string();
@@ -1107,9 +1089,7 @@ mod access {
 
     #[tokio::test]
     async fn bad_requests_get_neptune_errors() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (_data, server, client) = local();
         let missing = load(&client, "/definitely/not/here").send().await;
         assert!(format!("{:?}", missing.err()).contains("does not exist/not reachable"));
         let opencypher = load(&client, "/tmp")
@@ -1195,9 +1175,7 @@ mod sources {
 
     #[tokio::test]
     async fn gzip_files_load() {
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let source = tempdir();
         let file =
             std::fs::File::create(source.path().join("v.csv.gz")).unwrap_or_else(|e| panic!("{e}"));
@@ -1314,9 +1292,7 @@ mod end_to_end {
         )
         .unwrap_or_else(|e| panic!("{e}"));
 
-        let data = tempdir();
-        let server = server(data.path());
-        let client = client(&server);
+        let (data, _server, client) = local();
         let vertices =
             start(load(&client, &batch.join("vertices").display().to_string()).queue_request(true))
                 .await;
