@@ -118,27 +118,22 @@ impl MergedEdges {
     }
 }
 
-fn starts(lengths: impl Iterator<Item = usize>) -> Vec<usize> {
-    let mut next = 0;
-    lengths
-        .map(|n| {
-            let start = next;
-            next += n;
-            start
-        })
-        .collect()
-}
-
-/// Groups the rows by id, in id order: each element's id, first row, and last row with a value
-/// for each of `properties` properties (`has_value(p, block, row)`; an element of one row
-/// takes that row, whether it has a value or not). `starts`: where each block starts.
+/// Groups the rows of a label's blocks by id, in id order: each element's id, first row, and
+/// last row with a value for each of `properties` properties (`has_value(p, block, row)`; an
+/// element of one row takes that row, whether it has a value or not). `id_blocks`: the ids of
+/// each block, in block order.
 fn plan(
     label: &str,
-    ids: &[u128],
-    starts: Vec<usize>,
+    id_blocks: Vec<Vec<u128>>,
     properties: usize,
     has_value: impl Fn(usize, usize, usize) -> bool,
 ) -> Result<(Vec<u128>, Picks), Error> {
+    let mut starts = Vec::with_capacity(id_blocks.len());
+    let mut ids = Vec::with_capacity(id_blocks.iter().map(Vec::len).sum());
+    for block in id_blocks {
+        starts.push(ids.len());
+        ids.extend(block);
+    }
     let n = ids.len();
     if u32::try_from(n).map_or(true, |n| n == NO_ROW) {
         return Err(Error::Internal(format!(
@@ -211,15 +206,13 @@ pub fn merge_vertices(
     mut blocks: Vec<VertexRows>,
     properties: usize,
 ) -> Result<MergedVertices, Error> {
-    let starts = starts(blocks.iter().map(|b| b.ids.len()));
-    let mut ids = Vec::with_capacity(blocks.iter().map(|b| b.ids.len()).sum());
-    for block in &mut blocks {
-        ids.extend(std::mem::take(&mut block.ids));
-    }
-    let (merged, picks) = plan(label, &ids, starts, properties, |p, block, at| {
+    let ids = blocks
+        .iter_mut()
+        .map(|b| std::mem::take(&mut b.ids))
+        .collect();
+    let (merged, picks) = plan(label, ids, properties, |p, block, at| {
         blocks[block].fields.has_value(at, 1 + p)
     })?;
-    drop(ids);
     Ok(MergedVertices {
         ids: merged,
         picks,
@@ -233,15 +226,13 @@ pub fn merge_edges(
     mut blocks: Vec<EdgeRows>,
     properties: usize,
 ) -> Result<MergedEdges, Error> {
-    let starts = starts(blocks.iter().map(|b| b.ids.len()));
-    let mut ids = Vec::with_capacity(blocks.iter().map(|b| b.ids.len()).sum());
-    for block in &mut blocks {
-        ids.extend(std::mem::take(&mut block.ids));
-    }
-    let (merged, picks) = plan(label, &ids, starts, properties, |p, block, at| {
+    let ids = blocks
+        .iter_mut()
+        .map(|b| std::mem::take(&mut b.ids))
+        .collect();
+    let (merged, picks) = plan(label, ids, properties, |p, block, at| {
         blocks[block].fields.has_value(at, p)
     })?;
-    drop(ids);
     let endpoint = |row: u32| {
         let (block, at) = locate(&picks.starts, row);
         (blocks[block].from[at], blocks[block].to[at])

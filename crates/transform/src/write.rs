@@ -286,8 +286,11 @@ pub fn write_edges(
         push_id(&mut line, merged.to[row]);
         line.push(',');
         push_field(&mut line, &label.name);
-        for (property, value) in label.properties.iter().zip(merged.properties(row)) {
-            push_property(&mut line, property.ty, value);
+        // Most edge labels have none: finding the row of an edge's values would be wasted.
+        if !label.properties.is_empty() {
+            for (property, value) in label.properties.iter().zip(merged.properties(row)) {
+                push_property(&mut line, property.ty, value);
+            }
         }
         line.push('\n');
         writer.row(&line)?;
