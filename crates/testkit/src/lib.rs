@@ -1,5 +1,7 @@
 //! Test helpers shared by the toolkit's crates.
 
+pub mod rows;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -414,6 +414,51 @@ mod tests {
         assert!(rows.has_value(1, 2) && !rows.has_value(1, 1));
     }
 
+    mod arbitrary_rows {
+        use super::*;
+        use idgraph_core::SourceSchemas;
+        use proptest::prelude::*;
+        use testkit::rows::{RowPlan, row_plans, source_file};
+
+        fn plans() -> impl Strategy<Value = (Dataset, Vec<RowPlan>)> {
+            (0..Dataset::ALL.len()).prop_flat_map(|d| {
+                let dataset = Dataset::ALL[d];
+                row_plans(SourceSchemas::embedded().get(dataset), 16)
+                    .prop_map(move |plans| (dataset, plans))
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 10_000, .. ProptestConfig::default() })]
+
+            /// Rows of the right shape for every dataset, with arbitrary contents: no panic, every
+            /// bad row rejected on its own line, and reads = used + duplicates + rejects as the
+            /// rows were made.
+            #[test]
+            fn every_row_of_every_dataset_is_used_repeated_or_rejected((dataset, plans) in plans()) {
+                static MAPPING: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
+                let mapping = MAPPING.get_or_init(|| Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")));
+                let schema = SourceSchemas::embedded().get(dataset);
+                let file = source_file(schema, &plans);
+                let body = file.text.find('\n').map_or(file.text.len(), |i| i + 1);
+                let out = map_chunk(mapping, Chunk {
+                    dataset,
+                    schema,
+                    file: "f.csv",
+                    text: &file.text[body..],
+                    first_line: 2,
+                    lossy: false,
+                });
+                prop_assert_eq!(out.rows, file.rows);
+                let lines: Vec<u64> = out.rejects.iter().map(|r| r.line).collect();
+                prop_assert_eq!(&lines, &file.reject_lines, "{:?}", out.rejects);
+                let distinct: std::collections::HashSet<u128> = out.row_hashes.iter().copied().collect();
+                prop_assert_eq!(distinct.len() as u64, file.used);
+                prop_assert_eq!(out.row_hashes.len() as u64 - distinct.len() as u64, file.duplicates);
+            }
+        }
+    }
+
     #[test]
     fn rows_without_fields_record_nothing() {
         let mut rows = FieldRows::new(0);

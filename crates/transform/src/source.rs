@@ -216,7 +216,8 @@ pub(crate) fn convert<'a>(
 /// `2021-08-12T10:40:17Z`.
 fn timestamp(value: &str) -> Option<String> {
     let b = value.as_bytes();
-    if b.len() < 19 || !(b[10] == b' ' || b[10] == b'T') {
+    // The first 19 bytes must be ASCII for the slices below to fall on character boundaries.
+    if b.len() < 19 || !b[..19].is_ascii() || !(b[10] == b' ' || b[10] == b'T') {
         return None;
     }
     let rest = &value[19..];
@@ -269,6 +270,9 @@ mod tests {
         );
         assert!(convert(ts, &field("2021-02-30 10:00:00"), false).is_err());
         assert!(convert(ts, &field("2021-08-12 10:40"), false).is_err());
+        // The 20th byte inside a multi-byte character: a reject, not a panic.
+        assert!(convert(ts, &field("2021-08-12 10:40:€"), false).is_err());
+        assert!(convert(ts, &field("2021-08-12 10:4€0"), false).is_err());
         let events = col("events");
         assert_eq!(convert(events, &field("+5"), false), Ok(Some("5".into())));
         assert_eq!(convert(events, &field("-0"), false), Ok(Some("0".into())));
