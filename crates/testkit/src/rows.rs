@@ -76,12 +76,17 @@ fn date_value() -> impl Strategy<Value = String> {
 }
 
 fn timestamp_value() -> impl Strategy<Value = String> {
-    (date_value(), 0u32..24, 0u32..60, 0u32..60, proptest::option::of(0u32..1_000_000)).prop_map(
-        |(date, h, m, s, fraction)| match fraction {
+    (
+        date_value(),
+        0u32..24,
+        0u32..60,
+        0u32..60,
+        proptest::option::of(0u32..1_000_000),
+    )
+        .prop_map(|(date, h, m, s, fraction)| match fraction {
             Some(f) => format!("{date} {h:02}:{m:02}:{s:02}.{f:06}"),
             None => format!("{date} {h:02}:{m:02}:{s:02}"),
-        },
-    )
+        })
 }
 
 /// A valid value of one column, or (for a nullable one, now and then) no value.
@@ -118,9 +123,8 @@ fn valid_row(schema: &DatasetSchema) -> BoxedStrategy<Vec<String>> {
 /// Makes a valid row bad, in a way that fits the dataset's columns.
 fn spoil(schema: &DatasetSchema, mut fields: Vec<String>, choice: usize) -> (Vec<String>, Badness) {
     let mut options = vec![Badness::MissingField, Badness::ExtraField];
-    let find = |want: &dyn Fn(&idgraph_core::Column) -> bool| {
-        schema.columns.iter().position(|c| want(c))
-    };
+    let find =
+        |want: &dyn Fn(&idgraph_core::Column) -> bool| schema.columns.iter().position(|c| want(c));
     let int = find(&|c| c.ty == ColumnType::Int);
     let date = find(&|c| matches!(c.ty, ColumnType::Date | ColumnType::Timestamp));
     let required = find(&|c| !c.nullable);
@@ -195,7 +199,11 @@ pub fn row_plans(schema: &DatasetSchema, max_rows: usize) -> BoxedStrategy<Vec<R
 /// Marks a good row with its number in its first string column, so that no two good rows are
 /// equal by chance: only planned repeats are duplicates.
 fn unique(schema: &DatasetSchema, mut fields: Vec<String>, n: usize) -> Vec<String> {
-    if let Some(i) = schema.columns.iter().position(|c| c.ty == ColumnType::String) {
+    if let Some(i) = schema
+        .columns
+        .iter()
+        .position(|c| c.ty == ColumnType::String)
+    {
         fields[i] = format!("{}#{n}", fields[i]);
     }
     fields

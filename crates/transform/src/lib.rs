@@ -267,12 +267,14 @@ fn absorb(
         counts.rows_read += output.rows;
         counts.rejects += output.rejects.len() as u64;
         gathered.rejects.extend(output.rejects);
-        let repeated = output
-            .row_hashes
-            .into_iter()
-            .filter(|&h| !rows_seen.insert(h))
-            .count();
-        counts.duplicates += repeated as u64;
+        // Counted one by one, not as a difference: the manifest's reconciliation is a check.
+        for hash in output.row_hashes {
+            if rows_seen.insert(hash) {
+                counts.rows_used += 1;
+            } else {
+                counts.duplicates += 1;
+            }
+        }
         for (blocks, mine) in gathered.vertices.iter_mut().zip(output.vertices) {
             if !mine.ids.is_empty() {
                 blocks.push(mine);
@@ -395,7 +397,16 @@ fn gather(
             counts.files.push(relative);
             timings.parse_and_map += started.elapsed().as_secs_f64();
         }
-        counts.rows_used = counts.rows_read - counts.rejects - counts.duplicates;
+        if counts.rows_read != counts.rows_used + counts.duplicates + counts.rejects {
+            return Err(Error::Internal(format!(
+                "{}: {} rows read but {} used, {} duplicates and {} rejects",
+                counts.dataset,
+                counts.rows_read,
+                counts.rows_used,
+                counts.duplicates,
+                counts.rejects
+            )));
+        }
         gathered.datasets.push(counts);
     }
     if gathered.datasets.iter().all(|d| d.files.is_empty()) {
