@@ -147,6 +147,26 @@ pub struct Plan {
     pub dependencies: Vec<String>,
 }
 
+impl Plan {
+    /// Names the graph this plan loads into, for the run state: the endpoint (for the local
+    /// default, its data folder, since its port changes every run) and the stage it reads from.
+    pub fn target_key(&self) -> String {
+        let endpoint = match &self.target {
+            Target::Remote { endpoint } => endpoint.trim_end_matches('/').to_owned(),
+            Target::Local { data_dir } => format!(
+                "neptune-local:{}",
+                std::path::absolute(data_dir)
+                    .unwrap_or_else(|_| data_dir.clone())
+                    .display()
+            ),
+        };
+        match &self.stage {
+            Some(stage) => format!("{endpoint} from {stage}"),
+            None => endpoint,
+        }
+    }
+}
+
 const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/neptune-local";
 
 impl Plan {

@@ -17,9 +17,9 @@ mod pipeline;
 mod state;
 
 pub use config::{Plan, Settings, Target};
-pub use neptune::{LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
+pub use neptune::{GraphSummary, LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
 pub use pipeline::{
     BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, lock_run, pending_batches,
     plan_only, upload,
 };
-pub use state::{BatchRecord, LoadRecord, Lock, State};
+pub use state::{BatchRecord, LoadRecord, Lock, State, StateFile};

@@ -137,7 +137,7 @@ enum Command {
     Errors { load_id: String },
     /// Cancel a queued or running load.
     Cancel { load_id: String },
-    /// The run state: watermark, batches, load ids.
+    /// The run state of every target (endpoint and stage): watermark, batches, load ids.
     State,
 }
 
@@ -217,14 +217,18 @@ fn print_report(report: &RunReport, json: bool, seconds: f64) -> anyhow::Result<
                 Some(s) => println!(
                     "  {} load {}: {}, {} records, {} duplicates, {} errors, {:.1} s",
                     load.part,
-                    load.load_id,
+                    load.load_id.as_deref().unwrap_or("(id not recorded)"),
                     s.status,
                     s.total_records,
                     s.total_duplicates,
                     s.errors(),
                     s.total_time_spent
                 ),
-                None => println!("  {} load {}", load.part, load.load_id),
+                None => println!(
+                    "  {} load {}",
+                    load.part,
+                    load.load_id.as_deref().unwrap_or("(id not recorded)")
+                ),
             }
         }
     }
@@ -233,15 +237,11 @@ fn print_report(report: &RunReport, json: bool, seconds: f64) -> anyhow::Result<
     }
     if let Some(graph) = &report.graph {
         println!(
-            "graph (neptune-local): {} vertices, {} edges",
-            graph.vertices, graph.edges
+            "graph ({}): {} vertices, {} edges",
+            report.target, graph.vertices, graph.edges
         );
-        for (label, n) in &graph.vertex_labels {
-            println!("  {label}: {n}");
-        }
-        for (label, n) in &graph.edge_labels {
-            println!("  -{label}->: {n}");
-        }
+        println!("  vertex labels: {}", graph.vertex_labels.join(", "));
+        println!("  edge labels: {}", graph.edge_labels.join(", "));
     }
     println!("done in {seconds:.1} s");
     Ok(())
@@ -458,7 +458,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::State => {
-            let state = loader::State::load(&store, &plan.root).map_err(anyhow::Error::msg)?;
+            // Every target's state: which graphs hold which batches.
+            let state = loader::StateFile::load(&store, &plan.root).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(ExitCode::SUCCESS)
         }

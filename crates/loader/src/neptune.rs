@@ -13,13 +13,21 @@ use crate::config::{Plan, Target};
 
 /// A loader call failed; the message names the load or source.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NeptuneError(pub String);
+pub enum NeptuneError {
+    /// The endpoint does not know the load (Neptune keeps only recent loads).
+    #[error("{0}")]
+    LoadNotFound(String),
+    #[error("{0}")]
+    Call(String),
+}
 
 /// The counters of a load (neptune-reference.md §2.6).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct LoadStatus {
     pub status: String,
+    /// The source the load reads, as it was given.
+    #[serde(default)]
+    pub full_uri: String,
     pub total_records: u64,
     pub total_duplicates: u64,
     pub parsing_errors: u64,
@@ -32,6 +40,15 @@ impl LoadStatus {
     pub fn errors(&self) -> u64 {
         self.parsing_errors + self.datatype_mismatch_errors + self.insert_errors
     }
+}
+
+/// The graph as the endpoint's summary API reports it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GraphSummary {
+    pub vertices: u64,
+    pub edges: u64,
+    pub vertex_labels: Vec<String>,
+    pub edge_labels: Vec<String>,
 }
 
 /// One entry of a load's error log.
@@ -108,7 +125,7 @@ impl Neptune {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| NeptuneError(format!("cannot start the client runtime: {e}")))?;
+            .map_err(|e| NeptuneError::Call(format!("cannot start the client runtime: {e}")))?;
         let (endpoint, local) = match &plan.target {
             Target::Remote { endpoint } => (endpoint.clone(), None),
             Target::Local { data_dir } => {
@@ -117,7 +134,7 @@ impl Neptune {
                     addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                     sigv4: None,
                 })
-                .map_err(|e| NeptuneError(format!("cannot start the local endpoint: {e}")))?;
+                .map_err(|e| NeptuneError::Call(format!("cannot start the local endpoint: {e}")))?;
                 (server.endpoint(), Some(server))
             }
         };
@@ -190,14 +207,14 @@ impl Neptune {
             builder = builder.dependencies(dependency);
         }
         let out = self.runtime.block_on(builder.send()).map_err(|e| {
-            NeptuneError(format!(
+            NeptuneError::Call(format!(
                 "cannot start a load of {}: {}",
                 request.source,
                 describe(e)
             ))
         })?;
         out.payload().get("loadId").cloned().ok_or_else(|| {
-            NeptuneError(format!(
+            NeptuneError::Call(format!(
                 "the loader accepted {} but returned no loadId",
                 request.source
             ))
@@ -210,10 +227,15 @@ impl Neptune {
             request = request.errors(true).page(page).errors_per_page(100);
         }
         let out = self.runtime.block_on(request.send()).map_err(|e| {
-            NeptuneError(format!(
-                "cannot read the status of load {id}: {}",
-                describe(e)
-            ))
+            let not_found = e
+                .as_service_error()
+                .is_some_and(|s| s.is_bulk_load_id_not_found_exception());
+            let message = format!("cannot read the status of load {id}: {}", describe(e));
+            if not_found {
+                NeptuneError::LoadNotFound(message)
+            } else {
+                NeptuneError::Call(message)
+            }
         })?;
         Ok(neptune_local::payload_json(out.payload()))
     }
@@ -225,6 +247,7 @@ impl Neptune {
         let n = |k: &str| o[k].as_u64().unwrap_or(0);
         Ok(LoadStatus {
             status: o["status"].as_str().unwrap_or("UNKNOWN").to_owned(),
+            full_uri: o["fullUri"].as_str().unwrap_or_default().to_owned(),
             total_records: n("totalRecords"),
             total_duplicates: n("totalDuplicates"),
             parsing_errors: n("parsingErrors"),
@@ -264,7 +287,7 @@ impl Neptune {
         self.runtime
             .block_on(self.client.cancel_loader_job().load_id(id).send())
             .map(|_| ())
-            .map_err(|e| NeptuneError(format!("cannot cancel load {id}: {}", describe(e))))
+            .map_err(|e| NeptuneError::Call(format!("cannot cancel load {id}: {}", describe(e))))
     }
 
     /// Load ids, newest first (queued ones first).
@@ -272,11 +295,51 @@ impl Neptune {
         let out = self
             .runtime
             .block_on(self.client.list_loader_jobs().limit(limit).send())
-            .map_err(|e| NeptuneError(format!("cannot list loads: {}", describe(e))))?;
+            .map_err(|e| NeptuneError::Call(format!("cannot list loads: {}", describe(e))))?;
         Ok(out
             .payload()
             .map(|p| p.load_ids().to_vec())
             .unwrap_or_default())
+    }
+
+    /// The newest load the endpoint knows that reads `source` (its `fullUri`), with its status:
+    /// how a run that died between asking for a load and recording its id finds that load.
+    pub fn find_load_of(&self, source: &str) -> Result<Option<(String, LoadStatus)>, NeptuneError> {
+        for id in self.list(100)? {
+            let status = match self.status(&id) {
+                Ok(status) => status,
+                // Forgotten between the list and the status read.
+                Err(NeptuneError::LoadNotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if status.full_uri == source {
+                return Ok(Some((id, status)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The graph's size and labels, from the endpoint's graph summary API
+    /// (`GET /propertygraph/statistics/summary`), as a cluster reports them.
+    pub fn summary(&self) -> Result<GraphSummary, NeptuneError> {
+        let out = self
+            .runtime
+            .block_on(self.client.get_propertygraph_summary().send())
+            .map_err(|e| {
+                NeptuneError::Call(format!("cannot read the graph summary: {}", describe(e)))
+            })?;
+        let summary = out.payload().and_then(|p| p.graph_summary());
+        let count = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+        Ok(GraphSummary {
+            vertices: count(summary.and_then(|s| s.num_nodes())),
+            edges: count(summary.and_then(|s| s.num_edges())),
+            vertex_labels: summary
+                .map(|s| s.node_labels().to_vec())
+                .unwrap_or_default(),
+            edge_labels: summary
+                .map(|s| s.edge_labels().to_vec())
+                .unwrap_or_default(),
+        })
     }
 
     /// Polls until the load ends, backing off from 200 ms to 5 s. Past `timeout` the load is
@@ -297,7 +360,7 @@ impl Neptune {
             }
             if Instant::now() >= deadline {
                 let cancelled = self.cancel(id);
-                return Err(NeptuneError(format!(
+                return Err(NeptuneError::Call(format!(
                     "load {id} was still {} after {} s; {}",
                     status.status,
                     timeout.as_secs(),

@@ -12,7 +12,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Plan;
-use crate::neptune::{LoadErrorEntry, LoadRequest, LoadStatus, Neptune, Phase, phase};
+use crate::neptune::{
+    GraphSummary, LoadErrorEntry, LoadRequest, LoadStatus, Neptune, NeptuneError, Phase, phase,
+};
 use crate::state::{FileRecord, LoadRecord, Lock, State, now};
 
 /// Why a run stopped.
@@ -100,8 +102,10 @@ pub struct PlannedBatch {
 pub struct RunReport {
     pub batches: Vec<BatchReport>,
     pub watermark: Option<String>,
-    /// Vertices and edges per label in the local endpoint's graph (the local default only).
-    pub graph: Option<neptune_local::Stats>,
+    /// The graph as the target's summary API reports it after the run.
+    pub graph: Option<GraphSummary>,
+    /// The graph the run loaded into (see `Plan::target_key`).
+    pub target: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +192,7 @@ pub fn plan_only(
     store: &Store,
     incremental: bool,
 ) -> Result<Vec<PlannedBatch>, RunError> {
-    let state = State::load(store, &plan.root).map_err(setup)?;
+    let state = State::load(store, &plan.root, &plan.target_key()).map_err(setup)?;
     let kinds: Vec<SourceKind> = if incremental {
         pending_batches(plan, store, &state)?
             .into_iter()
@@ -390,7 +394,24 @@ pub fn upload(
     Ok((manifest.files.len(), files, bytes))
 }
 
+/// Test-only: `IDGRAPH_TEST_EXIT_AT=POINT` makes the process exit at once at that point, as a
+/// kill would (no destructor runs, the lock stays behind), so tests can restart a run from every
+/// point where a real one can die. The points: `before-start`, `after-start`, `after-state`,
+/// `polling`, `between-parts`, `before-watermark`.
+fn exit_point(point: &str) {
+    if std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
+        eprintln!("loader: exiting at {point} (IDGRAPH_TEST_EXIT_AT)");
+        std::process::exit(86);
+    }
+}
+
 impl Runner<'_> {
+    fn save(&self, state: &State) -> Result<(), RunError> {
+        state
+            .save(self.store, &self.plan.root, &self.plan.target_key())
+            .map_err(setup)
+    }
+
     fn stager(&self) -> Stager<'_> {
         Stager {
             plan: self.plan,
@@ -405,14 +426,16 @@ impl Runner<'_> {
 
     /// `loader full`: the initial graph. The caller holds the run lock ([`lock_run`]).
     pub fn full(&self) -> Result<RunReport, RunError> {
-        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let mut state =
+            State::load(self.store, &self.plan.root, &self.plan.target_key()).map_err(setup)?;
         let batch = self.batch(&mut state, &SourceKind::Initial)?;
         self.report(vec![batch], &state)
     }
 
     /// `loader incremental`: every pending batch in order, the watermark moved after each.
     pub fn incremental(&self) -> Result<RunReport, RunError> {
-        let mut state = State::load(self.store, &self.plan.root).map_err(setup)?;
+        let mut state =
+            State::load(self.store, &self.plan.root, &self.plan.target_key()).map_err(setup)?;
         let pending = pending_batches(self.plan, self.store, &state)?;
         if pending.is_empty() {
             self.say("no incremental batch newer than the watermark");
@@ -425,25 +448,27 @@ impl Runner<'_> {
             }
             let kind = SourceKind::Incremental(batch.clone());
             reports.push(self.batch(&mut state, &kind)?);
+            exit_point("before-watermark");
             state.watermark = Some(batch.to_string());
-            state.save(self.store, &self.plan.root).map_err(setup)?;
+            self.save(&state)?;
         }
         self.report(reports, &state)
     }
 
     fn report(&self, batches: Vec<BatchReport>, state: &State) -> Result<RunReport, RunError> {
-        let graph = match (&self.plan.target, self.neptune.local()) {
-            (crate::config::Target::Local { data_dir }, Some(_)) => Some(
-                neptune_local::GraphStore::open(&data_dir.join(neptune_local::GRAPH_FILE))
-                    .and_then(|g| g.stats())
-                    .map_err(setup)?,
-            ),
-            _ => None,
-        };
         Ok(RunReport {
             batches,
             watermark: state.watermark.clone(),
-            graph,
+            // The loads are done and recorded: a summary the endpoint cannot give (an older
+            // engine, a role without the statistics permission) does not fail the run.
+            graph: match self.neptune.summary() {
+                Ok(summary) => Some(summary),
+                Err(e) => {
+                    eprintln!("loader: no graph summary: {e}");
+                    None
+                }
+            },
+            target: self.plan.target_key(),
         })
     }
 
@@ -495,7 +520,7 @@ impl Runner<'_> {
             }
             record.updated_at = now();
         }
-        state.save(self.store, &self.plan.root).map_err(setup)?;
+        self.save(state)?;
 
         let vertices = self.ensure_load(
             state,
@@ -504,6 +529,7 @@ impl Runner<'_> {
             &vertices_source,
             self.plan.dependencies.clone(),
         )?;
+        exit_point("between-parts");
         let vertices_done = vertices.1;
         let dependencies = if vertices_done {
             Vec::new()
@@ -520,13 +546,17 @@ impl Runner<'_> {
         record.stage = "loaded".into();
         record.updated_at = now();
         report.loads = record.loads.clone();
-        state.save(self.store, &self.plan.root).map_err(setup)?;
+        self.save(state)?;
         Ok(report)
     }
 
     /// The load of one part: the one an earlier run started, if it is still alive or done,
-    /// otherwise a new one recorded in the state before anything else. Returns its id and
-    /// whether it already completed.
+    /// otherwise a new one. Returns its id and whether it already completed.
+    ///
+    /// A new load is recorded (without an id) before the loader is asked to start it, and its
+    /// id right after. A run that died in between finds, on restart, a record without an id:
+    /// it then looks the load up on the endpoint by its source (`fullUri`) and follows it, so
+    /// the batch is never loaded twice.
     fn ensure_load(
         &self,
         state: &mut State,
@@ -540,30 +570,52 @@ impl Runner<'_> {
             .get(batch)
             .and_then(|b| b.loads.iter().rev().find(|l| l.part == part).cloned());
         if let Some(existing) = existing {
-            let status = match self.neptune.status(&existing.load_id) {
-                Ok(status) => Some(status),
-                // Forgotten by the endpoint (it keeps only recent loads): start again.
-                Err(e) if e.0.contains("BulkLoadIdNotFound") || e.0.contains("does not exist") => {
-                    None
+            let found = match &existing.load_id {
+                Some(id) => match self.neptune.status(id) {
+                    Ok(status) => Some((id.clone(), status)),
+                    // Forgotten by the endpoint (it keeps only recent loads): start again.
+                    Err(NeptuneError::LoadNotFound(_)) => None,
+                    // Anything else may be transient: starting another load now could load twice.
+                    Err(e) => return Err(setup(e)),
+                },
+                None => {
+                    let found = self.neptune.find_load_of(source).map_err(setup)?;
+                    if let Some((id, _)) = &found {
+                        self.say(&format!(
+                            "batch {batch}: an earlier run asked for a {part} load and died before \
+                             recording it; the endpoint has it as {id}"
+                        ));
+                        self.record_load_id(state, batch, part, id)?;
+                    }
+                    found
                 }
-                // Anything else may be transient: starting another load now could load twice.
-                Err(e) => return Err(setup(e)),
             };
-            if let Some(status) = status {
+            if let Some((id, status)) = found {
                 match phase(&status.status) {
-                    Phase::Completed => return Ok((existing.load_id, true)),
+                    Phase::Completed => return Ok((id, true)),
                     Phase::Running => {
                         self.say(&format!(
-                            "batch {batch}: the {part} load {} of an earlier run is {}; following it",
-                            existing.load_id, status.status
+                            "batch {batch}: the {part} load {id} of an earlier run is {}; following it",
+                            status.status
                         ));
-                        return Ok((existing.load_id, false));
+                        return Ok((id, false));
                     }
                     // Failed: start again; AUTO resumes the files it did not complete.
                     Phase::Failed => {}
                 }
             }
         }
+        let record = state.batches.entry(batch.to_owned()).or_default();
+        record.stage = "loading".into();
+        record.loads.push(LoadRecord {
+            part: part.to_owned(),
+            source: source.to_owned(),
+            load_id: None,
+            status: None,
+        });
+        record.updated_at = now();
+        self.save(state)?;
+        exit_point("before-start");
         let id = self
             .neptune
             .start(
@@ -574,21 +626,30 @@ impl Runner<'_> {
                 },
             )
             .map_err(setup)?;
-        let record = state.batches.entry(batch.to_owned()).or_default();
-        record.stage = "loading".into();
-        record.loads.push(LoadRecord {
-            part: part.to_owned(),
-            source: source.to_owned(),
-            load_id: id.clone(),
-            status: None,
-        });
-        record.updated_at = now();
-        state.save(self.store, &self.plan.root).map_err(setup)?;
+        exit_point("after-start");
+        self.record_load_id(state, batch, part, &id)?;
+        exit_point("after-state");
         // Said only once the id is on record: a run killed after this line resumes this load.
         self.say(&format!(
             "batch {batch}: {part} load {id} started from {source}"
         ));
         Ok((id, false))
+    }
+
+    /// Writes the id of the part's newest load, asked for but not yet recorded, to the state.
+    fn record_load_id(
+        &self,
+        state: &mut State,
+        batch: &str,
+        part: &str,
+        id: &str,
+    ) -> Result<(), RunError> {
+        let record = state.batches.entry(batch.to_owned()).or_default();
+        if let Some(load) = record.loads.iter_mut().rev().find(|l| l.part == part) {
+            load.load_id = Some(id.to_owned());
+        }
+        record.updated_at = now();
+        self.save(state)
     }
 
     /// Polls a load to its end, records it, and fails the run on a failed load or too many
@@ -604,6 +665,7 @@ impl Runner<'_> {
         let status = self
             .neptune
             .wait(id, self.plan.load_timeout, |s| {
+                exit_point("polling");
                 if s.status != last {
                     last = s.status.clone();
                     if self.progress {
@@ -613,7 +675,11 @@ impl Runner<'_> {
             })
             .map_err(setup)?;
         if let Some(record) = state.batches.get_mut(batch)
-            && let Some(load) = record.loads.iter_mut().rev().find(|l| l.load_id == id)
+            && let Some(load) = record
+                .loads
+                .iter_mut()
+                .rev()
+                .find(|l| l.load_id.as_deref() == Some(id))
         {
             load.status = Some(status.clone());
         }
@@ -623,7 +689,7 @@ impl Runner<'_> {
             if let Some(record) = state.batches.get_mut(batch) {
                 record.stage = "failed".into();
             }
-            state.save(self.store, &self.plan.root).map_err(setup)?;
+            self.save(state)?;
             let errors = self.neptune.errors(id).unwrap_or_default();
             return Err(RunError::LoadFailed(Box::new(FailedLoad {
                 batch: batch.to_owned(),
@@ -641,7 +707,7 @@ impl Runner<'_> {
                 errors,
             })));
         }
-        state.save(self.store, &self.plan.root).map_err(setup)?;
+        self.save(state)?;
         Ok(status)
     }
 }

@@ -30,13 +30,15 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
-/// One load of a batch.
+/// One load of a batch. Recorded before the loader is asked to start it, so that a run that
+/// dies before it learns the load's id still knows to look for it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoadRecord {
     /// `vertices` or `edges`.
     pub part: String,
     pub source: String,
-    pub load_id: String,
+    /// `None`: the start was asked for (or was about to be) but its answer never recorded.
+    pub load_id: Option<String>,
     pub status: Option<LoadStatus>,
 }
 
@@ -52,12 +54,39 @@ pub struct BatchRecord {
     pub updated_at: u64,
 }
 
-/// Everything a later run needs.
+/// What one target (a loader endpoint, with the stage it reads) holds: everything a later run
+/// against it needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     /// The newest incremental batch loaded; `None` before the first.
     pub watermark: Option<String>,
     pub batches: BTreeMap<String, BatchRecord>,
+}
+
+/// The state file: one [`State`] per target, so that a root loaded into one graph is not taken
+/// as loaded into another.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StateFile {
+    #[serde(default)]
+    pub targets: BTreeMap<String, State>,
+    /// A state file written before states were kept per target: which target it describes is
+    /// unknown, so no target takes its batches as loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<BTreeMap<String, BatchRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+}
+
+impl StateFile {
+    pub fn load(store: &Store, root: &Location) -> Result<StateFile, String> {
+        let location = root.join(STATE);
+        if !store.exists(&location).map_err(|e| e.to_string())? {
+            return Ok(StateFile::default());
+        }
+        let bytes = store.read(&location).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{location}: the run state is unreadable: {e}"))
+    }
 }
 
 pub fn now() -> u64 {
@@ -68,19 +97,21 @@ pub fn now() -> u64 {
 }
 
 impl State {
-    pub fn load(store: &Store, root: &Location) -> Result<State, String> {
-        let location = root.join(STATE);
-        if !store.exists(&location).map_err(|e| e.to_string())? {
-            return Ok(State::default());
-        }
-        let bytes = store.read(&location).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{location}: the run state is unreadable: {e}"))
+    /// The state of one target (see [`crate::Plan::target_key`]).
+    pub fn load(store: &Store, root: &Location, target: &str) -> Result<State, String> {
+        Ok(StateFile::load(store, root)?
+            .targets
+            .remove(target)
+            .unwrap_or_default())
     }
 
-    /// Writes the whole state at once (a temporary file and a rename locally; one PUT on S3).
-    pub fn save(&self, store: &Store, root: &Location) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+    /// Writes the target's state into the state file, whole and at once (a temporary file, an
+    /// fsync and a rename locally; one PUT on S3). The caller holds the run lock, so no other
+    /// run changes the file between the read and the write.
+    pub fn save(&self, store: &Store, root: &Location, target: &str) -> Result<(), String> {
+        let mut file = StateFile::load(store, root)?;
+        file.targets.insert(target.to_owned(), self.clone());
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
         store
             .write(&root.join(STATE), bytes)
             .map_err(|e| e.to_string())

@@ -25,6 +25,8 @@ pub(crate) struct Api {
     pub storage: Arc<Store>,
     pub sigv4: Option<Arc<SigV4Credentials>>,
     pub started: u64,
+    /// The graph store's file, opened read-only per summary request.
+    pub graph_path: std::path::PathBuf,
 }
 
 pub(crate) fn router(api: Api) -> Router {
@@ -39,6 +41,8 @@ pub(crate) fn router(api: Api) -> Router {
             get(status_by_path).delete(cancel_by_path),
         )
         .route("/status", get(health))
+        .route("/propertygraph/statistics/summary", get(summary))
+        .route("/pg/statistics/summary", get(summary))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
@@ -131,6 +135,49 @@ async fn health(State(api): State<Api>) -> Response {
         "role": "writer",
     }))
     .into_response()
+}
+
+/// `GET /propertygraph/statistics/summary` (basic mode): the graph's size and labels, in the
+/// shape Neptune's graph summary API answers. Computed on each request, so always current.
+async fn summary(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Response {
+    match query.get("mode").map(|m| m.to_ascii_lowercase()) {
+        None => {}
+        Some(m) if m == "basic" => {}
+        Some(m) => {
+            return bad_request(format!(
+                "Parameter mode must be basic (neptune-local computes the basic summary only), not {m}"
+            ));
+        }
+    }
+    let path = api.graph_path.clone();
+    let stats =
+        tokio::task::spawn_blocking(move || crate::GraphStore::open(&path).and_then(|g| g.stats()))
+            .await;
+    match stats {
+        Ok(Ok(stats)) => ok(json!({
+            "version": "v1",
+            "lastStatisticsComputationTime":
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+            "graphSummary": {
+                "numNodes": stats.vertices,
+                "numEdges": stats.edges,
+                "numNodeLabels": stats.vertex_labels.len(),
+                "numEdgeLabels": stats.edge_labels.len(),
+                "nodeLabels": stats.vertex_labels.keys().collect::<Vec<_>>(),
+                "edgeLabels": stats.edge_labels.keys().collect::<Vec<_>>(),
+            }
+        })),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            e.to_string(),
+        ),
+    }
 }
 
 /// Lists the source on a plain thread: the storage client runs its own runtime.

@@ -153,6 +153,7 @@ impl Server {
             storage: storage.clone(),
             sigv4: config.sigv4.map(Arc::new),
             started: jobs::now_seconds(),
+            graph_path: config.data_dir.join(GRAPH_FILE),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = std::thread::Builder::new()

@@ -123,8 +123,7 @@ fn valid_row(schema: &DatasetSchema) -> BoxedStrategy<Vec<String>> {
 /// Makes a valid row bad, in a way that fits the dataset's columns.
 fn spoil(schema: &DatasetSchema, mut fields: Vec<String>, choice: usize) -> (Vec<String>, Badness) {
     let mut options = vec![Badness::MissingField, Badness::ExtraField];
-    let find =
-        |want: &dyn Fn(&idgraph_core::Column) -> bool| schema.columns.iter().position(|c| want(c));
+    let find = |want: &dyn Fn(&idgraph_core::Column) -> bool| schema.columns.iter().position(want);
     let int = find(&|c| c.ty == ColumnType::Int);
     let date = find(&|c| matches!(c.ty, ColumnType::Date | ColumnType::Timestamp));
     let required = find(&|c| !c.nullable);
@@ -150,7 +149,7 @@ fn spoil(schema: &DatasetSchema, mut fields: Vec<String>, choice: usize) -> (Vec
         }
         Badness::NotADate => {
             if let Some(i) = date {
-                fields[i] = if choice % 2 == 0 {
+                fields[i] = if choice.is_multiple_of(2) {
                     "2021-02-30 10:40:17".into()
                 } else {
                     "2021-08-12 10:40:€".into()
