@@ -41,6 +41,16 @@ pub struct Settings {
     pub allow_empty_strings: Option<bool>,
     /// Load ids the first load of each batch waits for (besides its own vertices-then-edges).
     pub dependencies: Option<Vec<String>>,
+    /// The graph mapping the transform step uses (default: the built-in schemas/graph.toml).
+    pub mapping: Option<PathBuf>,
+    /// The transform step fails past this share of rejected rows (default 0.01).
+    pub max_reject_rate: Option<f64>,
+    /// The transform step starts a new file after this many MB (default 256).
+    pub max_file_mb: Option<u64>,
+    /// The transform step writes `.csv.gz` files (default false).
+    pub gzip: Option<bool>,
+    /// Transform a batch again when its graph was made with another mapping (default false).
+    pub force: Option<bool>,
 }
 
 impl Settings {
@@ -89,6 +99,11 @@ impl Settings {
             queue_request: flag("NEPTUNE_QUEUE_REQUEST")?,
             allow_empty_strings: flag("NEPTUNE_ALLOW_EMPTY_STRINGS")?,
             dependencies: None,
+            mapping: var("IDGRAPH_MAPPING").map(PathBuf::from),
+            max_reject_rate: number("IDGRAPH_MAX_REJECT_RATE")?,
+            max_file_mb: number("IDGRAPH_MAX_FILE_MB")?.map(|n| n as u64),
+            gzip: flag("IDGRAPH_GZIP")?,
+            force: flag("IDGRAPH_FORCE")?,
         })
     }
 
@@ -114,6 +129,11 @@ impl Settings {
             queue_request: over.queue_request.or(self.queue_request),
             allow_empty_strings: over.allow_empty_strings.or(self.allow_empty_strings),
             dependencies: over.dependencies.or(self.dependencies),
+            mapping: over.mapping.or(self.mapping),
+            max_reject_rate: over.max_reject_rate.or(self.max_reject_rate),
+            max_file_mb: over.max_file_mb.or(self.max_file_mb),
+            gzip: over.gzip.or(self.gzip),
+            force: over.force.or(self.force),
         }
     }
 }
@@ -145,6 +165,19 @@ pub struct Plan {
     pub queue_request: bool,
     pub allow_empty_strings: bool,
     pub dependencies: Vec<String>,
+    /// How batches are transformed before they are loaded.
+    pub transform: TransformPlan,
+}
+
+/// The transform step's settings, as `transform` itself takes them.
+#[derive(Debug, Clone)]
+pub struct TransformPlan {
+    pub mapping: transform::Mapping,
+    pub max_reject_rate: f64,
+    pub max_file_bytes: u64,
+    pub gzip: bool,
+    /// Transform again a batch whose graph was made with another mapping.
+    pub force: bool,
 }
 
 impl Plan {
@@ -272,7 +305,37 @@ impl Plan {
         if !["AUTO", "NEW", "RESUME"].contains(&mode.as_str()) {
             return Err(format!("mode `{mode}`: expected AUTO, NEW or RESUME"));
         }
+        let mapping = match &settings.mapping {
+            Some(path) => transform::Mapping::from_file(path),
+            None => transform::Mapping::default_mapping(),
+        }
+        .map_err(|e| format!("mapping: {e}"))?;
+        let max_reject_rate = settings
+            .max_reject_rate
+            .unwrap_or(transform::DEFAULT_MAX_REJECT_RATE);
+        if !(0.0..=1.0).contains(&max_reject_rate) {
+            return Err(format!(
+                "max_reject_rate {max_reject_rate}: expected a fraction from 0 to 1"
+            ));
+        }
+        let max_file_bytes = match settings.max_file_mb {
+            None => transform::DEFAULT_MAX_FILE_BYTES,
+            Some(mb) => mb
+                .checked_mul(1_000_000)
+                .filter(|_| mb > 0)
+                .ok_or_else(|| {
+                    format!("max_file_mb {mb}: expected 1 to {}", u64::MAX / 1_000_000)
+                })?,
+        };
+        let transform = TransformPlan {
+            mapping,
+            max_reject_rate,
+            max_file_bytes,
+            gzip: settings.gzip.unwrap_or(false),
+            force: settings.force.unwrap_or(false),
+        };
         Ok(Plan {
+            transform,
             mode,
             queue_request: settings.queue_request.unwrap_or(true),
             allow_empty_strings: settings.allow_empty_strings.unwrap_or(false),

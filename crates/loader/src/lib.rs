@@ -16,7 +16,7 @@ mod neptune;
 mod pipeline;
 mod state;
 
-pub use config::{Plan, Settings, Target};
+pub use config::{Plan, Settings, Target, TransformPlan};
 pub use neptune::{GraphSummary, LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
 pub use pipeline::{
     BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, lock_run, pending_batches,

@@ -15,8 +15,10 @@ use loader::{Neptune, Plan, RunReport, Runner, Settings};
     version,
     about = "Upload the identity graph to S3 and drive the Neptune bulk loader: full and incremental runs",
     after_help = "Settings come from --config FILE, then the environment (IDGRAPH_ROOT, IDGRAPH_STAGE, \
-NEPTUNE_ENDPOINT, NEPTUNE_IAM_ROLE_ARN, AWS_REGION, IDGRAPH_ENCRYPTION, NEPTUNE_PARALLELISM, ...), \
-then flags. With no Neptune endpoint, the local stand-in (neptune-local) runs in this process over \
+NEPTUNE_ENDPOINT, NEPTUNE_IAM_ROLE_ARN, AWS_REGION, IDGRAPH_ENCRYPTION, NEPTUNE_PARALLELISM, \
+IDGRAPH_MAPPING, IDGRAPH_MAX_REJECT_RATE, IDGRAPH_MAX_FILE_MB, IDGRAPH_GZIP, ...), then flags. \
+The transform step takes the same mapping and settings as `transform`, on every command \
+(schedule included); a batch transformed with another mapping is refused unless --force. With no Neptune endpoint, the local stand-in (neptune-local) runs in this process over \
 <root>/neptune-local and loads the local folder in place.\n\n\
 Examples:\n  \
 loader full                                   # local default: data/ into data/neptune-local\n  \
@@ -90,6 +92,21 @@ struct Common {
     /// A load id the first load of a batch must wait for (repeatable)
     #[arg(long = "depends-on", global = true, value_name = "LOAD_ID")]
     depends_on: Vec<String>,
+    /// The graph mapping batches are transformed with [default: schemas/graph.toml, built in]
+    #[arg(long, global = true, value_name = "FILE")]
+    mapping: Option<PathBuf>,
+    /// Fail a transform past this share of rejected rows [default: 0.01]
+    #[arg(long, global = true, value_name = "R")]
+    max_reject_rate: Option<f64>,
+    /// Start a new graph file after this many MB [default: 256]
+    #[arg(long, global = true, value_name = "MB")]
+    max_file_mb: Option<u64>,
+    /// Transform batches into .csv.gz files [default: false]
+    #[arg(long, global = true)]
+    gzip: Option<bool>,
+    /// Transform again a batch whose graph was made with another mapping, and load it
+    #[arg(long, global = true)]
+    force: bool,
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -150,11 +167,12 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}`: expected a number and a unit, e.g. 15m"))?;
     let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => return Err(format!("`{text}`: the unit is s, m or h")),
-    };
+    }
+    .ok_or_else(|| format!("`{text}`: too long an interval"))?;
     if seconds == 0 {
         return Err("the interval must be positive".into());
     }
@@ -185,6 +203,11 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         queue_request: common.queue_request,
         allow_empty_strings: common.allow_empty_strings,
         dependencies: (!common.depends_on.is_empty()).then(|| common.depends_on.clone()),
+        mapping: common.mapping.clone(),
+        max_reject_rate: common.max_reject_rate,
+        max_file_mb: common.max_file_mb,
+        gzip: common.gzip,
+        force: common.force.then_some(true),
     };
     Ok(file.overlay(env).overlay(flags))
 }

@@ -106,6 +106,8 @@ pub struct Neptune {
 pub struct LoadRequest {
     pub source: String,
     pub dependencies: Vec<String>,
+    /// The loader's mode for this load, instead of the plan's.
+    pub mode: Option<String>,
 }
 
 fn describe(e: impl std::error::Error) -> String {
@@ -193,7 +195,7 @@ impl Neptune {
             .iam_role_arn(&plan.iam_role_arn)
             // AUTO (the default) on a per-batch prefix: a resubmission after a crash resumes the
             // earlier load of the same files instead of loading them again.
-            .mode(Mode::from(plan.mode.as_str()))
+            .mode(Mode::from(request.mode.as_deref().unwrap_or(&plan.mode)))
             .fail_on_error(plan.fail_on_error)
             .parallelism(Parallelism::from(plan.parallelism.as_str()))
             .update_single_cardinality_properties(plan.update_single_cardinality_properties)

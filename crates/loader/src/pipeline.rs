@@ -24,6 +24,17 @@ pub enum RunError {
     Setup(String),
     #[error("{0}")]
     LoadFailed(Box<FailedLoad>),
+    #[error(
+        "batch {batch} was transformed with another mapping ({manifest} has mapping_sha256 \
+         {made_with}; the configured mapping's is {configured}); pass --force to transform it \
+         again, or configure the mapping it was made with"
+    )]
+    MappingChanged {
+        batch: String,
+        manifest: String,
+        made_with: String,
+        configured: String,
+    },
 }
 
 /// A load that ended badly, with its error log.
@@ -117,6 +128,8 @@ struct ManifestFile {
 
 #[derive(Debug, Deserialize)]
 struct Manifest {
+    #[serde(default)]
+    mapping_sha256: String,
     files: Vec<ManifestFile>,
     vertices: BTreeMap<String, u64>,
     edges: BTreeMap<String, u64>,
@@ -239,6 +252,18 @@ pub fn plan_only(
     Ok(planned)
 }
 
+/// Whether a batch was transformed by this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transformed {
+    /// Its graph files were there, made with the configured mapping.
+    No,
+    /// It had no graph files.
+    Now,
+    /// Its graph files were made with another mapping and are replaced: files of the same name
+    /// now hold other rows.
+    Again,
+}
+
 /// Transforming and staging batches: what a load needs first, and all that `upload` does. It
 /// needs no loader endpoint.
 struct Stager<'a> {
@@ -254,25 +279,55 @@ impl Stager<'_> {
         }
     }
 
-    /// Transforms the batch unless its manifest is already there.
-    fn ensure_transformed(&self, kind: &SourceKind) -> Result<bool, RunError> {
-        let manifest = graph_dir(self.plan, kind).join("manifest.json");
-        if self.store.exists(&manifest).map_err(setup)? {
-            return Ok(false);
+    /// Transforms the batch unless its manifest is already there, with the plan's transform
+    /// settings. A batch transformed with another mapping is refused, naming both checksums,
+    /// or (with `force`) transformed again.
+    fn ensure_transformed(&self, kind: &SourceKind) -> Result<Transformed, RunError> {
+        let settings = &self.plan.transform;
+        let manifest_at = graph_dir(self.plan, kind).join("manifest.json");
+        let mut force = false;
+        if self.store.exists(&manifest_at).map_err(setup)? {
+            let made_with = read_manifest(self.plan, self.store, kind)?.mapping_sha256;
+            if made_with == settings.mapping.text_sha256 {
+                return Ok(Transformed::No);
+            }
+            if !settings.force {
+                return Err(RunError::MappingChanged {
+                    batch: batch_name(kind),
+                    manifest: manifest_at.to_string(),
+                    made_with,
+                    configured: settings.mapping.text_sha256.clone(),
+                });
+            }
+            self.say(&format!(
+                "transforming {} again: it was made with another mapping",
+                batch_name(kind)
+            ));
+            force = true;
+        } else {
+            self.say(&format!("transforming {}", batch_name(kind)));
         }
-        self.say(&format!("transforming {}", batch_name(kind)));
         let selection = match kind {
             SourceKind::Initial => transform::Selection::Initial,
             SourceKind::Incremental(b) => transform::Selection::Batch(b.clone()),
         };
         transform::run(&transform::Options {
+            input: self.plan.root.clone(),
+            output: self.plan.root.clone(),
             selection,
+            mapping: settings.mapping.clone(),
+            max_reject_rate: settings.max_reject_rate,
+            max_file_bytes: settings.max_file_bytes,
+            gzip: settings.gzip,
+            force,
             progress: self.progress,
-            ..transform::Options::new(self.plan.root.clone(), self.plan.root.clone())
-                .map_err(setup)?
         })
         .map_err(setup)?;
-        Ok(true)
+        Ok(if force {
+            Transformed::Again
+        } else {
+            Transformed::Now
+        })
     }
 
     /// Puts the batch's files where the loader reads them; returns the vertex and edge sources
@@ -480,7 +535,7 @@ impl Runner<'_> {
         let manifest = read_manifest(self.plan, self.store, kind)?;
         let mut report = BatchReport {
             batch: name.clone(),
-            transformed,
+            transformed: transformed != Transformed::No,
             already_loaded: false,
             files: manifest.files.len(),
             uploaded_files: 0,
@@ -489,6 +544,25 @@ impl Runner<'_> {
             vertices: manifest.vertices.clone(),
             edges: manifest.edges.clone(),
         };
+        if transformed != Transformed::No {
+            // New graph files (a first transform, or again with another mapping): whatever
+            // this target holds of an earlier version of the batch does not count.
+            state.batches.remove(&name);
+        }
+        if transformed == Transformed::Again {
+            state
+                .batches
+                .entry(name.clone())
+                .or_default()
+                .replaced_files = true;
+        }
+        // Files replaced under the same names: an AUTO load would take them for the files an
+        // earlier load completed and skip them, so this batch's loads start NEW.
+        let mode = state
+            .batches
+            .get(&name)
+            .is_some_and(|b| b.replaced_files)
+            .then(|| "NEW".to_owned());
         if state
             .batches
             .get(&name)
@@ -526,8 +600,11 @@ impl Runner<'_> {
             state,
             &name,
             "vertices",
-            &vertices_source,
-            self.plan.dependencies.clone(),
+            LoadRequest {
+                source: vertices_source,
+                dependencies: self.plan.dependencies.clone(),
+                mode: mode.clone(),
+            },
         )?;
         exit_point("between-parts");
         let vertices_done = vertices.1;
@@ -536,7 +613,16 @@ impl Runner<'_> {
         } else {
             vec![vertices.0.clone()]
         };
-        let edges = self.ensure_load(state, &name, "edges", &edges_source, dependencies)?;
+        let edges = self.ensure_load(
+            state,
+            &name,
+            "edges",
+            LoadRequest {
+                source: edges_source,
+                dependencies,
+                mode,
+            },
+        )?;
         // Loads an earlier run saw complete are checked again too: a load that completed with
         // more errors than --max-error-rate allows fails every run, not only the first.
         for (part, (id, _)) in [("vertices", vertices), ("edges", edges)] {
@@ -544,6 +630,7 @@ impl Runner<'_> {
         }
         let record = state.batches.entry(name.clone()).or_default();
         record.stage = "loaded".into();
+        record.replaced_files = false;
         record.updated_at = now();
         report.loads = record.loads.clone();
         self.save(state)?;
@@ -562,9 +649,9 @@ impl Runner<'_> {
         state: &mut State,
         batch: &str,
         part: &str,
-        source: &str,
-        dependencies: Vec<String>,
+        request: LoadRequest,
     ) -> Result<(String, bool), RunError> {
+        let source = request.source.as_str();
         let existing = state
             .batches
             .get(batch)
@@ -616,16 +703,7 @@ impl Runner<'_> {
         record.updated_at = now();
         self.save(state)?;
         exit_point("before-start");
-        let id = self
-            .neptune
-            .start(
-                self.plan,
-                &LoadRequest {
-                    source: source.to_owned(),
-                    dependencies,
-                },
-            )
-            .map_err(setup)?;
+        let id = self.neptune.start(self.plan, &request).map_err(setup)?;
         exit_point("after-start");
         self.record_load_id(state, batch, part, &id)?;
         exit_point("after-state");

@@ -52,6 +52,10 @@ pub struct BatchRecord {
     pub vertices: BTreeMap<String, u64>,
     pub edges: BTreeMap<String, u64>,
     pub updated_at: u64,
+    /// The batch was transformed again (another mapping): its files changed under the same
+    /// names, so it loads with mode NEW until it is loaded (AUTO would skip them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced_files: bool,
 }
 
 /// What one target (a loader endpoint, with the stage it reads) holds: everything a later run

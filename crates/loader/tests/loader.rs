@@ -588,6 +588,75 @@ mod failures {
     }
 
     #[test]
+    fn the_transform_settings_reach_every_command_and_another_mapping_is_refused() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 200);
+        // A mapping without the inCountry edge, given through the environment.
+        let text = transform::DEFAULT_MAPPING_TOML.replace(
+            "[[edge]]\nlabel = \"inCountry\"",
+            "[[edge_unused]]\nlabel = \"inCountry\"",
+        );
+        let edited: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let text = transform::DEFAULT_MAPPING_TOML.replace(
+            "[[edge]]\nlabel = \"inCountry\"\ndataset = \"first_party\"\nfrom = { vertex = \"City\", column = \"city\" }\nto = { vertex = \"Country\", column = \"country\" }\n",
+            "",
+        );
+        assert!(edited.contains_key("edge_unused") && !text.contains("inCountry"));
+        let mapping = root.join("no-country-edges.toml");
+        std::fs::write(&mapping, &text).unwrap_or_else(|e| panic!("{e}"));
+        let sha = transform::Mapping::from_file(&mapping)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text_sha256;
+        let mut full = loader_cmd(root, &["--max-file-mb", "1", "full"]);
+        full.env("IDGRAPH_MAPPING", &mapping);
+        run_ok(full);
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("datasets/graph/initial/manifest.json"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(manifest["mapping_sha256"], sha.as_str());
+        assert!(manifest["edges"].get("inCountry").is_none(), "{manifest}");
+        assert!(!graph_stats(root).edge_labels.contains_key("inCountry"));
+
+        // The scheduler transforms with the same flags.
+        increment(root, 50, "20260110_000000");
+        let mapping_arg = mapping.display().to_string();
+        run_ok(loader_cmd(
+            root,
+            &["--mapping", &mapping_arg, "schedule", "--once"],
+        ));
+        let batch: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("datasets/graph/incremental/20260110_000000/manifest.json"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(batch["mapping_sha256"], sha.as_str());
+
+        // Without the mapping, the batch made with it is refused, naming both checksums.
+        let refused = loader_cmd(root, &["full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        let default_sha = transform::Mapping::default_mapping()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text_sha256;
+        assert!(!refused.status.success());
+        assert!(
+            stderr.contains(&sha) && stderr.contains(&default_sha) && stderr.contains("--force"),
+            "{stderr}"
+        );
+        // With --force it is transformed again with the configured mapping, and loaded.
+        let forced = run_ok(loader_cmd(root, &["--json", "--force", "full"]));
+        let forced: serde_json::Value =
+            serde_json::from_slice(&forced.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(forced["batches"][0]["transformed"], true);
+        assert_eq!(forced["batches"][0]["already_loaded"], false);
+        assert!(graph_stats(root).edge_labels.contains_key("inCountry"));
+    }
+
+    #[test]
     fn two_runs_never_overlap() {
         let dir = tempdir();
         let root = dir.path();
