@@ -51,6 +51,8 @@ pub struct Settings {
     pub gzip: Option<bool>,
     /// Transform a batch again when its graph was made with another mapping (default false).
     pub force: Option<bool>,
+    /// Print the loader's error messages, which can quote the data's values (default false).
+    pub show_values: Option<bool>,
 }
 
 impl Settings {
@@ -104,6 +106,7 @@ impl Settings {
             max_file_mb: number("IDGRAPH_MAX_FILE_MB")?.map(|n| n as u64),
             gzip: flag("IDGRAPH_GZIP")?,
             force: flag("IDGRAPH_FORCE")?,
+            show_values: flag("IDGRAPH_SHOW_VALUES")?,
         })
     }
 
@@ -134,6 +137,7 @@ impl Settings {
             max_file_mb: over.max_file_mb.or(self.max_file_mb),
             gzip: over.gzip.or(self.gzip),
             force: over.force.or(self.force),
+            show_values: over.show_values.or(self.show_values),
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct Plan {
     pub dependencies: Vec<String>,
     /// How batches are transformed before they are loaded.
     pub transform: TransformPlan,
+    /// Error logs quote the loader's messages, and so the data's values.
+    pub show_values: bool,
 }
 
 /// The transform step's settings, as `transform` itself takes them.
@@ -335,6 +341,7 @@ impl Plan {
             force: settings.force.unwrap_or(false),
         };
         Ok(Plan {
+            show_values: settings.show_values.unwrap_or(false),
             transform,
             mode,
             queue_request: settings.queue_request.unwrap_or(true),

@@ -19,7 +19,7 @@ mod state;
 pub use config::{Plan, Settings, Target, TransformPlan};
 pub use neptune::{GraphSummary, LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
 pub use pipeline::{
-    BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, lock_run, pending_batches,
-    plan_only, upload,
+    BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, error_line, lock_run,
+    pending_batches, plan_only, upload,
 };
 pub use state::{BatchRecord, LoadRecord, Lock, State, StateFile};

@@ -107,6 +107,10 @@ struct Common {
     /// Transform again a batch whose graph was made with another mapping, and load it
     #[arg(long, global = true)]
     force: bool,
+    /// Print the loader's error messages, which can quote customer data [default: off: file,
+    /// record and error code only]
+    #[arg(long, global = true)]
+    show_values: bool,
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -208,6 +212,7 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         max_file_mb: common.max_file_mb,
         gzip: common.gzip,
         force: common.force.then_some(true),
+        show_values: common.show_values.then_some(true),
     };
     Ok(file.overlay(env).overlay(flags))
 }
@@ -464,12 +469,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Errors { load_id } => {
             let neptune = Neptune::connect(&plan)?;
-            let errors = neptune.errors(&load_id)?;
+            let mut errors = neptune.errors(&load_id)?;
+            if !plan.show_values {
+                for e in &mut errors {
+                    e.message.clear();
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&errors)?);
             } else {
                 for e in &errors {
-                    println!("{}:{}: {} {}", e.file, e.record, e.code, e.message);
+                    println!("{}", loader::error_line(e, plan.show_values));
                 }
                 println!("{} errors", errors.len());
             }

@@ -46,6 +46,9 @@ pub struct FailedLoad {
     pub status: String,
     pub error_count: u64,
     pub errors: Vec<LoadErrorEntry>,
+    /// Print the loader's messages, which can quote the data's values (addresses, loyalty
+    /// levels): off unless the user asks (`--show-values`), so logs carry no customer data.
+    pub show_values: bool,
 }
 
 impl std::fmt::Display for FailedLoad {
@@ -57,22 +60,30 @@ impl std::fmt::Display for FailedLoad {
             self.part,
             self.load_id,
             self.status,
-            errors_summary(&self.errors, self.error_count)
+            errors_summary(&self.errors, self.error_count, self.show_values)
         )
     }
 }
 
-fn errors_summary(errors: &[LoadErrorEntry], count: u64) -> String {
+/// One entry of a load's error log for a log line: file, record and code, and the loader's
+/// message (which can quote values) only when asked.
+pub fn error_line(e: &LoadErrorEntry, show_values: bool) -> String {
+    if show_values {
+        format!("{}:{}: {} {}", e.file, e.record, e.code, e.message)
+    } else {
+        format!("{}:{}: {}", e.file, e.record, e.code)
+    }
+}
+
+fn errors_summary(errors: &[LoadErrorEntry], count: u64, show_values: bool) -> String {
     let mut text = format!(" with {count} errors");
     for e in errors.iter().take(50) {
-        text.push_str(&format!(
-            "\n  {}:{}: {} {}",
-            e.file, e.record, e.code, e.message
-        ));
+        text.push_str(&format!("\n  {}", error_line(e, show_values)));
     }
     if errors.len() > 50 {
         text.push_str(&format!(
-            "\n  ... and {} more (loader errors LOAD_ID lists them all)",
+            "\n  ... and {} more (`loader errors LOAD_ID` lists them all; --show-values adds the \
+             loader's messages, which can quote the data)",
             errors.len() - 50
         ));
     }
@@ -783,6 +794,7 @@ impl Runner<'_> {
                 },
                 error_count: status.errors(),
                 errors,
+                show_values: self.plan.show_values,
             })));
         }
         self.save(state)?;

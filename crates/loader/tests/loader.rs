@@ -490,6 +490,40 @@ mod failures {
     }
 
     #[test]
+    fn error_logs_carry_no_values_unless_asked() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 100);
+        transform::run(
+            &transform::Options::new(
+                Location::Local(root.to_path_buf()),
+                Location::Local(root.to_path_buf()),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // A row whose values the loader's messages quote: a street address, a bad number.
+        let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
+        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+        text.push_str("u-secret,User,secret.user,1 Secret Street,2001-01-01,notanumber42\n");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let out = loader_cmd(root, &["full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("User-00000.csv:"), "{stderr}");
+        for value in ["notanumber42", "Secret Street", "secret.user"] {
+            assert!(!stderr.contains(value), "{value} in {stderr}");
+        }
+        let asked = loader_cmd(root, &["--show-values", "full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&asked.stderr);
+        assert!(stderr.contains("notanumber42"), "{stderr}");
+    }
+
+    #[test]
     fn a_run_killed_during_a_load_resumes_to_the_same_graph() {
         let killed = tempdir();
         let whole = tempdir();
