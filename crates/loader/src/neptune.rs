@@ -131,10 +131,17 @@ impl Neptune {
         let (endpoint, local) = match &plan.target {
             Target::Remote { endpoint } => (endpoint.clone(), None),
             Target::Local { data_dir } => {
+                // It reads the root's graph folders in place: the root is what it may read.
+                let mut source_dirs = vec![data_dir.clone()];
+                if let idgraph_storage::Location::Local(root) = &plan.root {
+                    source_dirs.push(root.clone());
+                }
                 let server = neptune_local::Server::start(neptune_local::Config {
-                    data_dir: data_dir.clone(),
-                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-                    sigv4: None,
+                    local_source_dirs: source_dirs,
+                    ..neptune_local::Config::new(
+                        data_dir.clone(),
+                        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    )
                 })
                 .map_err(|e| NeptuneError::Call(format!("cannot start the local endpoint: {e}")))?;
                 (server.endpoint(), Some(server))

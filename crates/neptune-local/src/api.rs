@@ -27,6 +27,8 @@ pub(crate) struct Api {
     pub started: u64,
     /// The graph store's file, opened read-only per summary request.
     pub graph_path: std::path::PathBuf,
+    /// The folders local sources may be read from, resolved.
+    pub local_roots: Arc<Vec<std::path::PathBuf>>,
 }
 
 pub(crate) fn router(api: Api) -> Router {
@@ -181,10 +183,15 @@ async fn summary(State(api): State<Api>, Query(query): Query<HashMap<String, Str
 }
 
 /// Lists the source on a plain thread: the storage client runs its own runtime.
-async fn check_source(storage: Arc<Store>, source: String) -> Result<(), String> {
+async fn check_source(
+    storage: Arc<Store>,
+    roots: Arc<Vec<std::path::PathBuf>>,
+    source: String,
+) -> Result<(), String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let result = Source::parse(&source).and_then(|s| s.list(&storage, &source).map(|_| ()));
+        let result =
+            Source::parse(&source).and_then(|s| s.list(&storage, &roots, &source).map(|_| ()));
         let _ = tx.send(result);
     });
     rx.await
@@ -231,7 +238,13 @@ async fn start(
             return error(StatusCode::BAD_REQUEST, code, message);
         }
     };
-    if let Err(message) = check_source(api.storage.clone(), request.source.clone()).await {
+    if let Err(message) = check_source(
+        api.storage.clone(),
+        api.local_roots.clone(),
+        request.source.clone(),
+    )
+    .await
+    {
         return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
     }
     match api.jobs.submit(request) {

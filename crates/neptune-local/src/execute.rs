@@ -62,8 +62,24 @@ impl Source {
     }
 
     /// The files the source names, in key order: every object under the S3 prefix, or the
-    /// local file, or every file below the local folder.
-    pub fn list(&self, store: &Store, source: &str) -> Result<Vec<(String, Location)>, String> {
+    /// local file, or every file below the local folder. Local files must be regular files
+    /// inside one of `roots` (canonical paths) once `..` and links are resolved.
+    pub fn list(
+        &self,
+        store: &Store,
+        roots: &[PathBuf],
+        source: &str,
+    ) -> Result<Vec<(String, Location)>, String> {
+        let files = self.list_all(store, source)?;
+        if matches!(self, Source::Local(_)) {
+            for (name, _) in &files {
+                allowed_local_file(std::path::Path::new(name), roots, source)?;
+            }
+        }
+        Ok(files)
+    }
+
+    fn list_all(&self, store: &Store, source: &str) -> Result<Vec<(String, Location)>, String> {
         let missing = || format!("The source {source} does not exist/not reachable");
         match self {
             Source::S3 { bucket, key_prefix } => {
@@ -107,15 +123,52 @@ impl Source {
                     .map(|o| (o.name.clone(), Location::Local(PathBuf::from(o.name))))
                     .collect())
             }
+            Source::Local(path) if path.exists() => Err(format!(
+                "The source {source} is not a regular file or a folder"
+            )),
             Source::Local(_) => Err(missing()),
         }
     }
+}
+
+/// Refuses a local file outside the allowed folders (after resolving `..` and links) or not a
+/// regular file (a device, a pipe): the endpoint reads only what it was allowed to.
+fn allowed_local_file(
+    path: &std::path::Path,
+    roots: &[PathBuf],
+    source: &str,
+) -> Result<(), String> {
+    let resolved = path
+        .canonicalize()
+        .map_err(|_| format!("The source {source} does not exist/not reachable"))?;
+    if !roots.iter().any(|root| resolved.starts_with(root)) {
+        return Err(format!(
+            "The source {source} is outside the folders neptune-local may read ({}); start it \
+             with --allow-dir for another folder",
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|_| format!("The source {source} does not exist/not reachable"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "The source {source} names {}, which is not a regular file",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The worker: owns the graph store and runs loads one at a time.
 #[derive(Debug)]
 pub(crate) struct Worker {
     pub graph: GraphStore,
+    /// The folders local sources may be read from, resolved.
+    pub local_roots: Arc<Vec<PathBuf>>,
     pub storage: Arc<Store>,
     pub jobs: Arc<Jobs>,
 }
@@ -234,8 +287,8 @@ impl Worker {
             );
             return injected;
         }
-        let listed =
-            Source::parse(&request.source).and_then(|s| s.list(&self.storage, &request.source));
+        let listed = Source::parse(&request.source)
+            .and_then(|s| s.list(&self.storage, &self.local_roots, &request.source));
         let listed = match listed {
             Ok(files) => files,
             Err(message) => {

@@ -63,6 +63,24 @@ pub struct Config {
     pub addr: SocketAddr,
     /// When set, every request must carry a valid SigV4 signature made with these credentials.
     pub sigv4: Option<SigV4Credentials>,
+    /// The folders local sources may be read from (regular files only, after resolving `..`
+    /// and links). Empty: the data folder's parent and the working directory.
+    pub local_source_dirs: Vec<PathBuf>,
+    /// Serve a non-loopback address without SigV4: refused unless this is set.
+    pub allow_unauthenticated: bool,
+}
+
+impl Config {
+    /// Listens on `addr` over `data_dir`, with no SigV4 and the default source folders.
+    pub fn new(data_dir: PathBuf, addr: SocketAddr) -> Config {
+        Config {
+            data_dir,
+            addr,
+            sigv4: None,
+            local_source_dirs: Vec::new(),
+            allow_unauthenticated: false,
+        }
+    }
 }
 
 /// The server could not start.
@@ -82,6 +100,16 @@ pub enum StartError {
          use another --data-dir)"
     )]
     Busy { path: String },
+    #[error(
+        "{addr} is not a loopback address: anyone who reaches it could load data and read the \
+         graph. Require signed requests (--require-sigv4), or say --allow-unauthenticated"
+    )]
+    Unauthenticated { addr: SocketAddr },
+    #[error("cannot use {path} as a source folder: {source}")]
+    SourceDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -127,6 +155,33 @@ impl Server {
                 path: config.data_dir.display().to_string(),
             });
         }
+        if !config.addr.ip().is_loopback()
+            && config.sigv4.is_none()
+            && !config.allow_unauthenticated
+        {
+            return Err(StartError::Unauthenticated { addr: config.addr });
+        }
+        let wanted = if config.local_source_dirs.is_empty() {
+            let parent = config
+                .data_dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf();
+            vec![parent, PathBuf::from(".")]
+        } else {
+            config.local_source_dirs.clone()
+        };
+        let local_roots = wanted
+            .iter()
+            .map(|dir| {
+                dir.canonicalize().map_err(|source| StartError::SourceDir {
+                    path: dir.display().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let local_roots = Arc::new(local_roots);
         let graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
         let faults = Arc::new(Faults::default());
         let jobs =
@@ -154,6 +209,7 @@ impl Server {
             sigv4: config.sigv4.map(Arc::new),
             started: jobs::now_seconds(),
             graph_path: config.data_dir.join(GRAPH_FILE),
+            local_roots: local_roots.clone(),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = std::thread::Builder::new()
@@ -174,6 +230,7 @@ impl Server {
             .map_err(bind)?;
         let worker = execute::Worker {
             graph,
+            local_roots,
             storage,
             jobs: jobs.clone(),
         };

@@ -44,6 +44,14 @@ enum Command {
         /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as IAM database authentication does.
         #[arg(long)]
         require_sigv4: bool,
+        /// A folder local sources may be read from (repeatable) [default: the data folder's
+        /// parent and the working directory]
+        #[arg(long = "allow-dir", value_name = "DIR")]
+        allow_dirs: Vec<PathBuf>,
+        /// Serve a non-loopback --addr without --require-sigv4 (anyone who reaches it can load
+        /// data and read the graph)
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
     /// Print vertices and edges per label.
     Stats {
@@ -125,6 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             addr,
             require_sigv4,
+            allow_dirs,
+            allow_unauthenticated,
         } => {
             let sigv4 = if require_sigv4 {
                 let var = |name: &str| {
@@ -139,9 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None
             };
             let server = neptune_local::Server::start(Config {
-                data_dir: data_dir.clone(),
-                addr,
                 sigv4,
+                local_source_dirs: allow_dirs,
+                allow_unauthenticated,
+                ..Config::new(data_dir.clone(), addr)
             })?;
             eprintln!(
                 "neptune-local: serving the loader API on {} (data in {}); stop with Ctrl-C",

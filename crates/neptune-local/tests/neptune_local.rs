@@ -23,11 +23,10 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 fn server(data: &Path) -> Server {
-    Server::start(Config {
-        data_dir: data.to_path_buf(),
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        sigv4: None,
-    })
+    Server::start(Config::new(
+        data.to_path_buf(),
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+    ))
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -1018,12 +1017,14 @@ mod access {
     async fn sigv4_is_checked_when_required() {
         let data = tempdir();
         let server = Server::start(Config {
-            data_dir: data.path().to_path_buf(),
-            addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             sigv4: Some(SigV4Credentials {
                 access_key_id: KEY_ID.into(),
                 secret_access_key: SECRET.into(),
             }),
+            ..Config::new(
+                data.path().to_path_buf(),
+                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            )
         })
         .unwrap_or_else(|e| panic!("{e}"));
         let source = tempdir();
@@ -1050,6 +1051,83 @@ mod access {
             body.contains("AccessDeniedException") && body.contains("signature"),
             "{body}"
         );
+    }
+
+    /// The start call's error for `source`, or `None` when the load was accepted.
+    async fn refusal(client: &Client, source: &str) -> Option<String> {
+        load(client, source)
+            .send()
+            .await
+            .err()
+            .map(|e| format!("{}", aws_sdk_neptunedata::error::DisplayErrorContext(e)))
+    }
+
+    #[tokio::test]
+    async fn local_sources_are_read_only_inside_the_allowed_folders_and_only_regular_files() {
+        let parent = tempdir();
+        let data = parent.path().join("data");
+        let allowed = tempdir();
+        let server = Server::start(Config {
+            local_source_dirs: vec![allowed.path().to_path_buf()],
+            ..Config::new(
+                data.clone(),
+                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let client = client(&server);
+        let inside = write(allowed.path(), "v/v.csv", "~id,~label\na,A\n");
+        let outside = tempdir();
+        write(outside.path(), "v.csv", "~id,~label\nsecret-id,A\n");
+        // A link inside the allowed folder that leads out of it.
+        std::os::unix::fs::symlink(
+            outside.path().join("v.csv"),
+            allowed.path().join("v/escape.csv"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let dotdot = format!(
+            "{}/../{}/v.csv",
+            allowed.path().display(),
+            outside
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        );
+        for source in [
+            "/etc/passwd".to_owned(),
+            "/dev/zero".to_owned(),
+            "file:///etc/passwd".to_owned(),
+            outside.path().display().to_string(),
+            dotdot,
+            allowed.path().join("v").display().to_string(),
+        ] {
+            let e = refusal(&client, &source)
+                .await
+                .unwrap_or_else(|| panic!("{source} was accepted"));
+            assert!(
+                e.contains("outside the folders") || e.contains("not a regular file"),
+                "{source}: {e}"
+            );
+            assert!(!e.contains("root:") && !e.contains("secret-id"), "{e}");
+        }
+        std::fs::remove_file(allowed.path().join("v/escape.csv")).unwrap_or_else(|e| panic!("{e}"));
+        let id = start(load(&client, &inside.display().to_string())).await;
+        assert_eq!(status_of(&wait(&client, &id).await), "LOAD_COMPLETED");
+        // An address others can reach needs signatures, or the user's explicit word.
+        for addr in ["0.0.0.0:0", "[::]:0"] {
+            let refused = Server::start(Config::new(
+                parent.path().join("other"),
+                addr.parse().unwrap_or_else(|e| panic!("{e}")),
+            ));
+            assert!(
+                matches!(
+                    refused,
+                    Err(neptune_local::StartError::Unauthenticated { .. })
+                ),
+                "{addr}: {refused:?}"
+            );
+        }
     }
 
     #[tokio::test]
