@@ -99,6 +99,24 @@ fn distinct_ids(root: &Path, kind: &str) -> BTreeMap<String, u64> {
     ids.into_iter().map(|(k, v)| (k, v.len() as u64)).collect()
 }
 
+/// Generates `records`, transforms them, and appends `line` to the initial User vertex file, as
+/// a hand edit would.
+fn transformed_with_user_line(root: &Path, records: u64, line: &str) {
+    generate(root, records);
+    transform::run(
+        &transform::Options::new(
+            Location::Local(root.to_path_buf()),
+            Location::Local(root.to_path_buf()),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
+    let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    text.push_str(line);
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{e}"));
     let headers = reader.headers().unwrap_or_else(|e| panic!("{e}")).clone();
@@ -325,19 +343,7 @@ mod failures {
     fn max_error_rate_decides_whether_errors_fail_the_run_and_the_commands_show_them() {
         let dir = tempdir();
         let root = dir.path();
-        generate(root, 200);
-        transform::run(
-            &transform::Options::new(
-                Location::Local(root.to_path_buf()),
-                Location::Local(root.to_path_buf()),
-            )
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
-        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
-        text.push_str("broken,1,2,3,4,5,6,7,8,9,10,11,12\n");
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        transformed_with_user_line(root, 200, "broken,1,2,3,4,5,6,7,8,9,10,11,12\n");
         // Settings from a file: the root, and loads that go on past errors.
         let config = root.join("loader.toml");
         std::fs::write(
@@ -461,21 +467,7 @@ mod failures {
     fn a_bad_batch_exits_non_zero_with_file_line_and_code() {
         let dir = tempdir();
         let root = dir.path();
-        generate(root, 200);
-        run_ok(loader_cmd(root, &["full", "--dry-run"]));
-        // Transform, then break one vertex file the way a hand edit would.
-        transform::run(
-            &transform::Options::new(
-                Location::Local(root.to_path_buf()),
-                Location::Local(root.to_path_buf()),
-            )
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
-        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
-        text.push_str("broken,\"unclosed\n");
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        transformed_with_user_line(root, 200, "broken,\"unclosed\n");
         let out = loader_cmd(root, &["full"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -493,20 +485,11 @@ mod failures {
     fn error_logs_carry_no_values_unless_asked() {
         let dir = tempdir();
         let root = dir.path();
-        generate(root, 100);
-        transform::run(
-            &transform::Options::new(
-                Location::Local(root.to_path_buf()),
-                Location::Local(root.to_path_buf()),
-            )
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        // A row whose values the loader's messages quote: a street address, a bad number.
-        let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
-        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
-        text.push_str("u-secret,User,secret.user,1 Secret Street,2001-01-01,notanumber42\n");
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        transformed_with_user_line(
+            root,
+            100,
+            "u-secret,User,secret.user,1 Secret Street,2001-01-01,notanumber42\n",
+        );
         let out = loader_cmd(root, &["full"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
