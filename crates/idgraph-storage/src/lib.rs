@@ -110,6 +110,8 @@ pub struct Store {
     /// An explicit S3 endpoint and static credentials instead of the standard configuration.
     endpoint: Option<(String, String, String)>,
     multipart_threshold: Option<usize>,
+    /// Server-side encryption of every object this store writes (SSE-S3 unless told).
+    encryption: Encryption,
 }
 
 #[derive(Debug)]
@@ -141,6 +143,13 @@ impl Store {
             )),
             ..Store::default()
         }
+    }
+
+    /// Every object this store writes is encrypted so (default SSE-S3, `AES256`), and the
+    /// server's answer must confirm it.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Store {
+        self.encryption = encryption;
+        self
     }
 
     /// Uploads objects larger than `bytes` in parts (default 64 MiB; parts are 16 MiB, the
@@ -270,47 +279,72 @@ impl Store {
         }
     }
 
-    /// Writes a whole object. Locally through a temporary file and a rename.
+    /// Writes a whole object. Locally through a temporary file, an fsync and a rename; on S3
+    /// with the store's server-side encryption, confirmed by the server.
     pub fn write(&self, location: &Location, bytes: Vec<u8>) -> Result<(), Error> {
         match location {
             Location::Local(path) => write_local(path, &bytes),
             Location::S3 { bucket, prefix } => {
                 let s3 = self.s3()?;
                 let uri = location.to_string();
+                let (sse, key) = sse(&self.encryption);
                 s3.runtime.block_on(async {
-                    s3.client
+                    let out = s3
+                        .client
                         .put_object()
                         .bucket(bucket)
                         .key(prefix)
+                        .set_server_side_encryption(sse)
+                        .set_ssekms_key_id(key)
                         .body(bytes.into())
                         .send()
                         .await
                         .map_err(|e| s3_error("cannot write", &uri, e))?;
-                    Ok(())
+                    self.confirm_encryption(&uri, out.server_side_encryption())
                 })
             }
+        }
+    }
+
+    /// Fails unless the server says it applied the encryption asked for: an S3-compatible
+    /// server that ignores the header would otherwise store the object in the clear.
+    fn confirm_encryption(
+        &self,
+        uri: &str,
+        applied: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    ) -> Result<(), Error> {
+        let (asked, _) = sse(&self.encryption);
+        match asked {
+            Some(asked) if applied != Some(&asked) => Err(StorageError(format!(
+                "{uri}: asked for server-side encryption {} but the server's answer says {}; the \
+                 object may be stored unencrypted (set encryption to none to write without it)",
+                asked.as_str(),
+                applied.map_or("none", |a| a.as_str())
+            ))),
+            _ => Ok(()),
         }
     }
 
     /// Uploads a whole object with server-side encryption, its SHA-256 in the object's metadata
     /// (`x-amz-meta-sha256`, so a later run can skip an identical object) and an SHA-256
     /// checksum the server verifies. Locally it is [`Store::write`].
-    pub fn put(
-        &self,
-        location: &Location,
-        bytes: Vec<u8>,
-        sha256_hex: &str,
-        encryption: &Encryption,
-    ) -> Result<(), Error> {
+    pub fn put(&self, location: &Location, bytes: Vec<u8>, sha256_hex: &str) -> Result<(), Error> {
         let Location::S3 { bucket, prefix } = location else {
             return self.write(location, bytes);
         };
         let s3 = self.s3()?;
         let uri = location.to_string();
         if bytes.len() > self.multipart_threshold.unwrap_or(MULTIPART_THRESHOLD) {
-            return s3.runtime.block_on(multipart_upload(
-                &s3.client, bucket, prefix, bytes, sha256_hex, encryption, &uri,
-            ));
+            let applied = s3.runtime.block_on(multipart_upload(
+                &s3.client,
+                bucket,
+                prefix,
+                bytes,
+                sha256_hex,
+                &self.encryption,
+                &uri,
+            ))?;
+            return self.confirm_encryption(&uri, applied.as_ref());
         }
         s3.runtime.block_on(async {
             let request = s3
@@ -321,14 +355,14 @@ impl Store {
                 .metadata("sha256", sha256_hex)
                 .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
                 .body(bytes.into());
-            let (sse, key) = sse(encryption);
-            request
+            let (sse, key) = sse(&self.encryption);
+            let out = request
                 .set_server_side_encryption(sse)
                 .set_ssekms_key_id(key)
                 .send()
                 .await
                 .map_err(|e| s3_error("cannot upload", &uri, e))?;
-            Ok(())
+            self.confirm_encryption(&uri, out.server_side_encryption())
         })
     }
 
@@ -359,6 +393,7 @@ impl Store {
             Location::S3 { bucket, prefix } => {
                 let s3 = self.s3()?;
                 let uri = location.to_string();
+                let (sse, key) = sse(&self.encryption);
                 s3.runtime.block_on(async {
                     match s3
                         .client
@@ -366,11 +401,15 @@ impl Store {
                         .bucket(bucket)
                         .key(prefix)
                         .if_none_match("*")
+                        .set_server_side_encryption(sse)
+                        .set_ssekms_key_id(key)
                         .body(bytes.into())
                         .send()
                         .await
                     {
-                        Ok(_) => Ok(true),
+                        Ok(out) => self
+                            .confirm_encryption(&uri, out.server_side_encryption())
+                            .map(|()| true),
                         Err(e)
                             if e.raw_response().is_some_and(|r| {
                                 r.status().as_u16() == 412 || r.status().as_u16() == 409
@@ -503,7 +542,7 @@ async fn multipart_upload(
     sha256_hex: &str,
     encryption: &Encryption,
     uri: &str,
-) -> Result<(), Error> {
+) -> Result<Option<aws_sdk_s3::types::ServerSideEncryption>, Error> {
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
     let (sse, kms_key) = sse(encryption);
     let created = client
@@ -566,7 +605,12 @@ async fn multipart_upload(
             .send()
             .await;
         match completed {
-            Ok(_) => return Ok(()),
+            Ok(out) => {
+                return Ok(out
+                    .server_side_encryption()
+                    .or(created.server_side_encryption())
+                    .cloned());
+            }
             Err(e) => failure = Some(s3_error("cannot complete the upload of", uri, e)),
         }
     }
@@ -622,7 +666,15 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let fail = |e: std::io::Error| StorageError(format!("cannot write {}: {e}", path.display()));
     let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
     temp.write_all(bytes).map_err(fail)?;
+    // On disk before it replaces the old file: a crash leaves the old file or the new, whole.
+    temp.as_file().sync_all().map_err(fail)?;
     temp.persist(path).map_err(|e| fail(e.error))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The rename itself is durable once the folder is synced.
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
     Ok(())
 }
 

@@ -31,7 +31,7 @@ fn large_objects_go_up_in_parts_and_come_back_whole() {
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .put(&location, bytes.clone(), &sha, &Encryption::Aes256)
+        .put(&location, bytes.clone(), &sha)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         store.read(&location).unwrap_or_else(|e| panic!("{e}")),
@@ -52,12 +52,7 @@ fn large_objects_go_up_in_parts_and_come_back_whole() {
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
     store
-        .put(
-            &small,
-            b"~id\na\n".to_vec(),
-            &hex(b"~id\na\n"),
-            &Encryption::Aes256,
-        )
+        .put(&small, b"~id\na\n".to_vec(), &hex(b"~id\na\n"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         store
@@ -128,4 +123,68 @@ fn create_new_writes_only_where_nothing_is() {
             .create_new(&lock, b"third".to_vec())
             .unwrap_or_else(|e| panic!("{e}"))
     );
+}
+
+#[test]
+fn every_write_asks_for_encryption_and_an_unconfirmed_one_fails() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(root.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
+    let server = testkit::LocalS3::start(root.path());
+    let at = |key: &str| -> Location {
+        format!("s3://bucket/{key}")
+            .parse()
+            .unwrap_or_else(|e: String| panic!("{e}"))
+    };
+    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    for (encryption, header) in [
+        (Encryption::Aes256, "AES256"),
+        (Encryption::Kms(Some("key-1".into())), "aws:kms"),
+    ] {
+        let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET)
+            .with_multipart_threshold(8 << 20)
+            .with_encryption(encryption);
+        let before = server.requests().len();
+        store
+            .write(&at("state.json"), b"{}".to_vec())
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put(&at("small.csv"), b"~id\n".to_vec(), &hex(b"~id\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put(&at("big.csv"), big.clone(), &hex(&big))
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.remove(&at("lock")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            store
+                .create_new(&at("lock"), b"token".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        let writes: Vec<testkit::Recorded> = server.requests()[before..]
+            .iter()
+            .filter(|r| r.writes_an_object())
+            .cloned()
+            .collect();
+        // state.json, small.csv, the multipart start of big.csv, the lock.
+        assert_eq!(writes.len(), 4, "{writes:?}");
+        for write in &writes {
+            assert_eq!(write.encryption.as_deref(), Some(header), "{write:?}");
+        }
+    }
+    // A server that does not confirm the encryption: the write is reported, not trusted.
+    let silent = testkit::LocalS3::start_ignoring_encryption(root.path());
+    let store = Store::for_endpoint(&silent.endpoint(), testkit::KEY, testkit::SECRET);
+    let e = store
+        .write(&at("clear.json"), b"{}".to_vec())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("s3://bucket/clear.json") && e.contains("AES256") && e.contains("none"),
+        "{e}"
+    );
+    // Unless the user asked for no encryption.
+    Store::for_endpoint(&silent.endpoint(), testkit::KEY, testkit::SECRET)
+        .with_encryption(Encryption::None)
+        .write(&at("clear.json"), b"{}".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -312,7 +312,9 @@ fn watch_signals() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let plan = Plan::resolve(settings(&cli.common)?).map_err(anyhow::Error::msg)?;
-    let store = idgraph_storage::Store::default();
+    // Every S3 write of the run (state, lock, staged files, the transform's output) is
+    // encrypted as the plan says.
+    let store = idgraph_storage::Store::default().with_encryption(plan.encryption.clone());
     let json = cli.common.json;
     let progress = !cli.common.quiet && !json;
     match cli.command {

@@ -10,6 +10,7 @@ use idgraph_core::{BatchId, Layout, SourceKind};
 use idgraph_storage::{Location, Store};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::config::Plan;
 use crate::neptune::{
@@ -34,6 +35,15 @@ pub enum RunError {
         manifest: String,
         made_with: String,
         configured: String,
+    },
+    #[error(
+        "{file} has SHA-256 {actual}, not the {manifest} its manifest gives: it changed after the \
+         transform; nothing of it was uploaded (transform the batch again with --force)"
+    )]
+    ChangedFile {
+        file: String,
+        manifest: String,
+        actual: String,
     },
 }
 
@@ -332,6 +342,7 @@ impl Stager<'_> {
             gzip: settings.gzip,
             force,
             progress: self.progress,
+            encryption: self.plan.encryption.clone(),
         })
         .map_err(setup)?;
         Ok(if force {
@@ -408,12 +419,20 @@ impl Stager<'_> {
                         bar.inc(file.bytes);
                         return Ok(None);
                     }
-                    let bytes = self
-                        .store
-                        .read(&batch_dir.join(&file.path))
-                        .map_err(setup)?;
+                    let source = batch_dir.join(&file.path);
+                    let bytes = self.store.read(&source).map_err(setup)?;
+                    // The file must be the one the manifest describes: a file changed since
+                    // the transform would otherwise be loaded under the manifest's checksum.
+                    let actual = format!("{:x}", sha2::Sha256::digest(&bytes));
+                    if actual != file.sha256 {
+                        return Err(RunError::ChangedFile {
+                            file: source.to_string(),
+                            manifest: file.sha256.clone(),
+                            actual,
+                        });
+                    }
                     self.store
-                        .put(&destination, bytes, &file.sha256, &self.plan.encryption)
+                        .put(&destination, bytes, &file.sha256)
                         .map_err(setup)?;
                     bar.inc(file.bytes);
                     Ok(Some(file.bytes))

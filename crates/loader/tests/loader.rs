@@ -899,6 +899,35 @@ mod s3 {
     }
 
     #[test]
+    fn a_file_changed_after_the_transform_is_not_uploaded() {
+        let dir = tempdir();
+        let root = dir.path();
+        transformed_with_user_line(root, 100, "");
+        let file = root.join("datasets/graph/initial/edges/hasEmail-00000.csv");
+        let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+        text = text.replacen('a', "b", 1);
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let s3_root = tempdir();
+        std::fs::create_dir_all(s3_root.path().join("stage")).unwrap_or_else(|e| panic!("{e}"));
+        let server = testkit::LocalS3::start(s3_root.path());
+        let mut command = loader_cmd(root, &["--stage", "s3://stage/p", "full"]);
+        server.aws_env(&mut command);
+        let out = command.output().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("hasEmail-00000.csv") && stderr.contains("changed after the transform"),
+            "{stderr}"
+        );
+        assert!(
+            !s3_root
+                .path()
+                .join("stage/p/datasets/graph/initial/edges/hasEmail-00000.csv")
+                .exists()
+        );
+    }
+
+    #[test]
     fn a_run_killed_as_its_upload_starts_resumes_to_the_same_graph() {
         let killed = tempdir();
         let whole = tempdir();
@@ -1042,6 +1071,22 @@ mod s3 {
             1,
             "the batch is loaded exactly once"
         );
+        // Every object the runs wrote (graph files, manifest, rejects, state, lock) asked for
+        // SSE-S3, the default.
+        let writes: Vec<testkit::Recorded> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.writes_an_object())
+            .collect();
+        assert!(
+            writes.iter().any(|w| w.target.contains("state.json"))
+                && writes.iter().any(|w| w.target.contains("/loader/lock"))
+                && writes.iter().any(|w| w.target.contains("manifest.json")),
+            "{writes:?}"
+        );
+        for write in &writes {
+            assert_eq!(write.encryption.as_deref(), Some("AES256"), "{write:?}");
+        }
         // The state and the graph files live on S3, beside the sources.
         assert!(
             s3_root

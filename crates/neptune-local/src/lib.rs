@@ -51,6 +51,19 @@ pub fn payload_json(document: &aws_smithy_types::Document) -> serde_json::Value 
     }
 }
 
+/// Entry points for the fuzz targets under `fuzz/`; not an API to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a start request's body as the `POST /loader` handler does (a JSON object, then
+    /// every parameter's rules) and its source's form.
+    pub fn start_request(body: &[u8]) -> Result<(), String> {
+        let params: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let request = crate::model::LoadRequest::parse(&params)?;
+        crate::execute::Source::parse(&request.source).map(|_| ())
+    }
+}
+
 /// The graph store's file name inside the data folder.
 pub const GRAPH_FILE: &str = "graph.db";
 

@@ -31,10 +31,33 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// An S3-compatible server (s3s-fs over a local folder) on 127.0.0.1, stopped on drop.
+/// One request the server received, as far as encryption tests care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, e.g. `/bucket/key?uploads`.
+    pub target: String,
+    /// The `x-amz-server-side-encryption` header, if the request had one.
+    pub encryption: Option<String>,
+}
+
+impl Recorded {
+    /// A request that creates an object's content: a PUT of a whole object (not a part, not a
+    /// copy) or the start of a multipart upload.
+    pub fn writes_an_object(&self) -> bool {
+        let part = self.target.contains("partNumber=");
+        (self.method == "PUT" && !part)
+            || (self.method == "POST" && self.target.ends_with("?uploads"))
+    }
+}
+
+/// An S3-compatible server (s3s-fs over a local folder) on 127.0.0.1, stopped on drop. It
+/// records every request's server-side encryption header and echoes it in the answer, as S3
+/// does (s3s-fs itself ignores it).
 #[derive(Debug)]
 pub struct LocalS3 {
     pub address: SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -61,7 +84,27 @@ impl LocalS3 {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     }
 
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
     pub fn start(root: &Path) -> LocalS3 {
+        LocalS3::serve(root, true)
+    }
+
+    /// A server that, like some S3-compatible ones, ignores the encryption header and says
+    /// nothing of it in its answers.
+    pub fn start_ignoring_encryption(root: &Path) -> LocalS3 {
+        LocalS3::serve(root, false)
+    }
+
+    fn serve(root: &Path, echo: bool) -> LocalS3 {
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorder = requests.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let root = root.to_path_buf();
@@ -74,7 +117,30 @@ impl LocalS3 {
                 let fs = s3s_fs::FileSystem::new(&root).unwrap_or_else(|e| panic!("{e:?}"));
                 let mut builder = s3s::service::S3ServiceBuilder::new(fs);
                 builder.set_auth(s3s::auth::SimpleAuth::from_single(KEY, SECRET));
-                let service = builder.build();
+                let s3 = builder.build();
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let encryption = request
+                        .headers()
+                        .get("x-amz-server-side-encryption")
+                        .cloned();
+                    if let Ok(mut seen) = recorder.lock() {
+                        seen.push(Recorded {
+                            method: request.method().to_string(),
+                            target: request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                            encryption: encryption.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
+                        });
+                    }
+                    let call = hyper::service::Service::call(&s3, request);
+                    async move {
+                        let mut response = call.await?;
+                        if let Some(value) = encryption.filter(|_| echo)
+                            && response.status().is_success()
+                        {
+                            response.headers_mut().insert("x-amz-server-side-encryption", value);
+                        }
+                        Ok::<_, s3s::HttpError>(response)
+                    }
+                });
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
                 let _ = ready_tx.send(listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
                 let server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -95,6 +161,7 @@ impl LocalS3 {
             .unwrap_or_else(|e| panic!("the S3 server did not start: {e}"));
         LocalS3 {
             address,
+            requests,
             stop: Some(stop_tx),
             thread: Some(thread),
         }

@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use idgraph_core::{BatchId, Dataset, Layout, SourceKind, SourceSchemas};
+use idgraph_core::{BatchId, Dataset, DatasetSchema, Layout, SourceKind, SourceSchemas};
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use idgraph_storage::Location;
+pub use idgraph_storage::{Encryption, Location};
 pub use mapping::{DEFAULT_MAPPING_TOML, Mapping, MappingError};
 pub use write::GraphFile;
 
@@ -92,6 +92,8 @@ pub struct Options {
     pub gzip: bool,
     pub force: bool,
     pub progress: bool,
+    /// Server-side encryption of what is written to S3 (default SSE-S3).
+    pub encryption: idgraph_storage::Encryption,
 }
 
 /// The default `--max-reject-rate`.
@@ -113,6 +115,7 @@ impl Options {
             gzip: false,
             force: false,
             progress: false,
+            encryption: idgraph_storage::Encryption::default(),
         })
     }
 }
@@ -188,7 +191,7 @@ fn batch_name(kind: &SourceKind) -> String {
 
 /// Runs the transform for the selected batches.
 pub fn run(options: &Options) -> Result<RunReport, Error> {
-    let store = Store::default();
+    let store = Store::default().with_encryption(options.encryption.clone());
     let kinds = match &options.selection {
         Selection::Initial => vec![SourceKind::Initial],
         Selection::Batch(batch) => vec![SourceKind::Incremental(batch.clone())],
@@ -338,26 +341,7 @@ fn gather(
             let decoded = source::decode(&relative, bytes)?;
             gathered.notes.extend(decoded.notes.iter().cloned());
             let text = decoded.text.as_str();
-            let mut records = gremlin_csv::Records::new(text);
-            let header = match records.next() {
-                Some(Ok(record)) => record,
-                Some(Err(e)) => {
-                    return Err(Error::Input(format!(
-                        "{relative}: line 1 (the header): {e}"
-                    )));
-                }
-                None => {
-                    return Err(Error::Input(format!("{relative}: no header row")));
-                }
-            };
-            source::check_header(&relative, schema, &header.fields)?;
-            // The header ends where the first data record starts.
-            let body_start = text
-                .match_indices('\n')
-                .nth(header_lines(&header) as usize - 1)
-                .map_or(text.len(), |(i, _)| i + 1);
-            let chunks =
-                source::split_chunks(text, body_start, header_lines(&header) + 1, CHUNK_BYTES);
+            let chunks = file_chunks(&relative, schema, text, CHUNK_BYTES)?;
             // Chunks are mapped in parallel a window at a time and folded in source order, so
             // that only two windows' unfiltered rows are in memory at once. A window is folded
             // while the next one is mapped: folding is mostly set lookups that would otherwise
@@ -421,6 +405,86 @@ fn gather(
         )));
     }
     Ok(gathered)
+}
+
+/// Checks a source file's header against its dataset's schema and cuts the rest into chunks of
+/// about `target` bytes at record boundaries, each with the line it starts on.
+fn file_chunks(
+    relative: &str,
+    schema: &DatasetSchema,
+    text: &str,
+    target: usize,
+) -> Result<Vec<(std::ops::Range<usize>, u64)>, Error> {
+    let mut records = gremlin_csv::Records::new(text);
+    let header = match records.next() {
+        Some(Ok(record)) => record,
+        Some(Err(e)) => {
+            return Err(Error::Input(format!(
+                "{relative}: line 1 (the header): {e}"
+            )));
+        }
+        None => {
+            return Err(Error::Input(format!("{relative}: no header row")));
+        }
+    };
+    source::check_header(relative, schema, &header.fields)?;
+    // The header ends where the first data record starts.
+    let body_start = text
+        .match_indices('\n')
+        .nth(header_lines(&header) as usize - 1)
+        .map_or(text.len(), |(i, _)| i + 1);
+    Ok(source::split_chunks(
+        text,
+        body_start,
+        header_lines(&header) + 1,
+        target,
+    ))
+}
+
+/// Entry points for the fuzz targets under `fuzz/`; not an API to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Reads one source file of `dataset` as a run does (gunzip, decode, header check, chunks
+    /// at record boundaries, parse and map), with chunks of `chunk_bytes` so that small inputs
+    /// cross chunk boundaries too. Returns (rows read, rejects), or the run's error.
+    pub fn source_file(
+        mapping: &Mapping,
+        dataset: Dataset,
+        name: &str,
+        bytes: Vec<u8>,
+        chunk_bytes: usize,
+    ) -> Result<(u64, u64), Error> {
+        let schema = SourceSchemas::embedded().get(dataset);
+        let decoded = source::decode(name, bytes)?;
+        let text = decoded.text.as_str();
+        let mut totals = (0, 0);
+        for (range, first_line) in file_chunks(name, schema, text, chunk_bytes.max(1))? {
+            let out = map_chunk(
+                mapping,
+                Chunk {
+                    dataset,
+                    schema,
+                    file: name,
+                    text: &text[range],
+                    first_line,
+                    lossy: decoded.lossy,
+                },
+            );
+            if out.rows != out.rejects.len() as u64 + out.row_hashes.len() as u64 {
+                return Err(Error::Internal(format!(
+                    "{name}: {} rows but {} rejects and {} good rows",
+                    out.rows,
+                    out.rejects.len(),
+                    out.row_hashes.len()
+                )));
+            }
+            totals.0 += out.rows;
+            totals.1 += out.rejects.len() as u64;
+        }
+        Ok(totals)
+    }
 }
 
 /// Lines the header record spans (a quoted header name could hold a line break).

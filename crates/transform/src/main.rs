@@ -147,6 +147,7 @@ fn transform_sources(args: RunArgs) -> ExitCode {
         max_reject_rate: args.max_reject_rate,
         max_file_bytes: args.max_file_mb * 1_000_000,
         gzip: args.gzip,
+        encryption: transform::Encryption::default(),
         force: args.force,
         progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
     };
