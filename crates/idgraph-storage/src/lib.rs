@@ -424,6 +424,97 @@ impl Store {
         }
     }
 
+    /// An object's content and ETag, `None` when there is none. S3 only: the ETag is what
+    /// [`Store::write_if_match`] compares.
+    pub fn read_versioned(&self, location: &Location) -> Result<Option<(Vec<u8>, String)>, Error> {
+        let Location::S3 { bucket, prefix } = location else {
+            return Err(StorageError(format!(
+                "{location}: versioned reads are for S3 objects"
+            )));
+        };
+        let s3 = self.s3()?;
+        let uri = location.to_string();
+        s3.runtime.block_on(async {
+            let out = match s3
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(prefix)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(s3_error("cannot read", &uri, e)),
+            };
+            let etag = out.e_tag().unwrap_or_default().to_owned();
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| s3_error("cannot read", &uri, e))?;
+            Ok(Some((bytes.into_bytes().to_vec(), etag)))
+        })
+    }
+
+    /// Replaces an S3 object only if its ETag is still `etag` (`If-Match`): a fenced write.
+    /// `Ok(None)` when another writer changed or removed it first; otherwise the new ETag.
+    pub fn write_if_match(
+        &self,
+        location: &Location,
+        bytes: Vec<u8>,
+        etag: &str,
+    ) -> Result<Option<String>, Error> {
+        let Location::S3 { bucket, prefix } = location else {
+            return Err(StorageError(format!(
+                "{location}: conditional writes are for S3 objects"
+            )));
+        };
+        let s3 = self.s3()?;
+        let uri = location.to_string();
+        let (sse, key) = sse(&self.encryption);
+        s3.runtime.block_on(async {
+            match s3
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(prefix)
+                .if_match(etag)
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(key)
+                .body(bytes.into())
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    self.confirm_encryption(&uri, out.server_side_encryption())?;
+                    Ok(Some(out.e_tag().unwrap_or_default().to_owned()))
+                }
+                Err(e)
+                    if e.raw_response().is_some_and(|r| {
+                        r.status().as_u16() == 412 || r.status().as_u16() == 409
+                    }) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(s3_error("cannot write", &uri, e)),
+            }
+        })
+    }
+
+    /// A store with the same endpoint and settings and a client of its own: for a thread that
+    /// outlives a borrow of this one.
+    pub fn detached(&self) -> Store {
+        Store {
+            s3: std::sync::OnceLock::new(),
+            endpoint: self.endpoint.clone(),
+            multipart_threshold: self.multipart_threshold,
+            encryption: self.encryption.clone(),
+        }
+    }
+
     /// Removes one object or file; a missing one is not an error.
     pub fn remove(&self, location: &Location) -> Result<(), Error> {
         match location {

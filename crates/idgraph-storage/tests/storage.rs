@@ -188,3 +188,44 @@ fn every_write_asks_for_encryption_and_an_unconfirmed_one_fails() {
         .write(&at("clear.json"), b"{}".to_vec())
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_fenced_write_fails_once_another_writer_changed_the_object() {
+    let (_root, _server, store) = server();
+    let at: Location = "s3://bucket/lock".parse().unwrap_or_else(|e| panic!("{e}"));
+    store
+        .write(&at, b"first".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, etag) = store
+        .read_versioned(&at)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    let renewed = store
+        .write_if_match(&at, b"second".to_vec(), &etag)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the fenced write was refused"));
+    store
+        .write(&at, b"another writer".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("etag {etag} renewed {renewed}");
+    assert_eq!(
+        store
+            .write_if_match(&at, b"third".to_vec(), &renewed)
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+    assert_eq!(
+        store.read(&at).unwrap_or_else(|e| panic!("{e}")),
+        b"another writer"
+    );
+    assert_eq!(
+        store
+            .read_versioned(
+                &"s3://bucket/none"
+                    .parse()
+                    .unwrap_or_else(|e: String| panic!("{e}"))
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        None
+    );
+}

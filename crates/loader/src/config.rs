@@ -53,6 +53,8 @@ pub struct Settings {
     pub force: Option<bool>,
     /// Print the loader's error messages, which can quote the data's values (default false).
     pub show_values: Option<bool>,
+    /// Seconds an S3 run lock lasts unless renewed (default 600; renewed every third of it).
+    pub lock_ttl_secs: Option<u64>,
 }
 
 impl Settings {
@@ -107,6 +109,7 @@ impl Settings {
             gzip: flag("IDGRAPH_GZIP")?,
             force: flag("IDGRAPH_FORCE")?,
             show_values: flag("IDGRAPH_SHOW_VALUES")?,
+            lock_ttl_secs: number("IDGRAPH_LOCK_TTL_SECS")?.map(|n| n as u64),
         })
     }
 
@@ -138,6 +141,7 @@ impl Settings {
             gzip: over.gzip.or(self.gzip),
             force: over.force.or(self.force),
             show_values: over.show_values.or(self.show_values),
+            lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Plan {
     pub transform: TransformPlan,
     /// Error logs quote the loader's messages, and so the data's values.
     pub show_values: bool,
+    /// How long an S3 run lock lasts unless renewed.
+    pub lock_ttl: Duration,
 }
 
 /// The transform step's settings, as `transform` itself takes them.
@@ -340,7 +346,12 @@ impl Plan {
             gzip: settings.gzip.unwrap_or(false),
             force: settings.force.unwrap_or(false),
         };
+        let lock_ttl = settings.lock_ttl_secs.unwrap_or(600);
+        if lock_ttl < 3 {
+            return Err(format!("lock_ttl_secs {lock_ttl}: expected 3 or more"));
+        }
         Ok(Plan {
+            lock_ttl: Duration::from_secs(lock_ttl),
             show_values: settings.show_values.unwrap_or(false),
             transform,
             mode,

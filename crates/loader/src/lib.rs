@@ -22,4 +22,4 @@ pub use pipeline::{
     BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, error_line, lock_run,
     pending_batches, plan_only, upload,
 };
-pub use state::{BatchRecord, LoadRecord, Lock, State, StateFile};
+pub use state::{BatchRecord, LoadRecord, Lock, State, StateFile, release_held_locks};

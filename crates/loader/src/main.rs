@@ -111,6 +111,10 @@ struct Common {
     /// record and error code only]
     #[arg(long, global = true)]
     show_values: bool,
+    /// Seconds an S3 run lock lasts unless renewed; a run renews it every third of that
+    /// [default: 600]
+    #[arg(long, global = true, value_name = "SECS")]
+    lock_ttl_secs: Option<u64>,
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -213,6 +217,7 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         gzip: common.gzip,
         force: common.force.then_some(true),
         show_values: common.show_values.then_some(true),
+        lock_ttl_secs: common.lock_ttl_secs,
     };
     Ok(file.overlay(env).overlay(flags))
 }
@@ -301,6 +306,9 @@ fn watch_signals() {
                     _ = int.recv() => {}
                 }
                 if STOP.swap(true, Ordering::SeqCst) {
+                    // A local lock goes with the process; an S3 one is released here, if it is
+                    // still this run's.
+                    loader::release_held_locks();
                     eprintln!("loader: stopping now; the next run resumes from the run state");
                     std::process::exit(130);
                 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use idgraph_core::{BatchId, Layout, SourceKind};
 use idgraph_storage::{Location, Store};
@@ -159,13 +158,10 @@ struct Manifest {
 /// Concurrent uploads (as many as `aws s3 cp` makes by default).
 const UPLOAD_THREADS: usize = 10;
 
-/// How long a run holds its lock before another may take it over.
-const LOCK_TTL: Duration = Duration::from_secs(6 * 3600);
-
 /// Takes the run lock of the root, so two runs never overlap; take it before connecting to the
 /// loader and hold it for the run. Released on drop.
 pub fn lock_run<'a>(plan: &Plan, store: &'a Store) -> Result<Lock<'a>, RunError> {
-    Lock::acquire(store, &plan.root, LOCK_TTL).map_err(setup)
+    Lock::acquire(store, &plan.root, plan.lock_ttl).map_err(setup)
 }
 
 /// A run's context: the plan, storage and the loader endpoint.

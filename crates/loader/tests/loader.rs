@@ -680,27 +680,30 @@ mod failures {
         generate(root, 200);
         let store = Store::default();
         let location = Location::Local(root.to_path_buf());
-        // A run holding the lock: the second is refused, naming the holder.
-        let held = std::fs::create_dir_all(root.join("datasets/loader")).and_then(|()| {
-            std::fs::write(
-                root.join("datasets/loader/lock"),
-                format!("{{\"owner\":\"test\",\"expires_at\":{}}}", u64::MAX / 2),
-            )
-        });
-        held.unwrap_or_else(|e| panic!("{e}"));
+        // A run holding the lock (an OS lock on the file): the second is refused, naming the
+        // holder.
+        let lock_path = root.join("datasets/loader/lock");
+        std::fs::create_dir_all(root.join("datasets/loader")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&lock_path, r#"{"owner":"test","expires_at":1}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let holder = std::fs::File::open(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+        holder.try_lock().unwrap_or_else(|e| panic!("{e}"));
         let out = loader_cmd(root, &["incremental"])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("another run holds the lock"));
-        // An expired lock (its holder died) is taken over.
-        std::fs::write(
-            root.join("datasets/loader/lock"),
-            "{\"owner\":\"dead\",\"expires_at\":1}",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("another run holds the lock") && stderr.contains("test"),
+            "{stderr}"
+        );
+        // Its holder gone (the file stays, as a killed run leaves it): taken over.
+        drop(holder);
         run_ok(loader_cmd(root, &["full"]));
-        assert!(!root.join("datasets/loader/lock").exists());
+        // Released at the end of the run.
+        let after = std::fs::File::open(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(after.try_lock().is_ok());
+        drop(after);
         // Two incremental runs started together: one loads the batch, the other is refused or
         // finds nothing left to do; the batch is loaded once.
         increment(root, 100, "20260105_000000");
@@ -768,10 +771,9 @@ mod schedule {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("stopping after the batch in flight")
         );
-        assert!(
-            !root.join("datasets/loader/lock").exists(),
-            "the lock is released"
-        );
+        let lock = std::fs::File::open(root.join("datasets/loader/lock"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(lock.try_lock().is_ok(), "the lock is released");
     }
 }
 

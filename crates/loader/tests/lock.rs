@@ -1,0 +1,153 @@
+//! The run lock: locally an OS lock that a dead run cannot leave behind; on S3 a lock object
+//! whose every write after the first is fenced on the ETag its holder last saw, renewed while
+//! the run works.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use idgraph_storage::{Location, Store};
+use loader::Lock;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_local_lock_is_refused_while_held_and_free_once_its_holder_is_gone() {
+    let dir = tempdir();
+    let root = Location::Local(dir.path().to_path_buf());
+    let store = Store::default();
+    let path = dir.path().join("datasets/loader/lock");
+    std::fs::create_dir_all(path.parent().unwrap_or(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &path,
+        r#"{"token":"t","owner":"the other run","expires_at":1}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Another holder of the OS lock (what a live run of another process has): refused, named.
+    let other = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    other.try_lock().unwrap_or_else(|e| panic!("{e}"));
+    let refused = Lock::acquire(&store, &root, Duration::from_secs(60))
+        .err()
+        .unwrap_or_default();
+    assert!(
+        refused.contains("another run holds") && refused.contains("the other run"),
+        "{refused}"
+    );
+    // Its holder is gone (as when a process dies, however it dies): the file left behind does
+    // not matter, whatever it says; no /proc or host name is consulted.
+    drop(other);
+    let lock =
+        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let second = Lock::acquire(&store, &root, Duration::from_secs(60));
+    assert!(second.is_err());
+    lock.release().unwrap_or_else(|e| panic!("{e}"));
+    Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn s3() -> (tempfile::TempDir, testkit::LocalS3, Store, Location) {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
+    let server = testkit::LocalS3::start(dir.path());
+    let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
+    let root: Location = "s3://bucket/root"
+        .parse()
+        .unwrap_or_else(|e: String| panic!("{e}"));
+    (dir, server, store, root)
+}
+
+fn body(store: &Store, root: &Location) -> serde_json::Value {
+    let bytes = store
+        .read(&root.join("datasets/loader/lock"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_s3_lock_is_taken_over_only_when_expired_and_released_only_by_its_holder() {
+    let (_dir, _server, store, root) = s3();
+    let at = root.join("datasets/loader/lock");
+    let other = |expires_at: u64| {
+        serde_json::to_vec(&serde_json::json!({
+            "token": "other", "owner": "the other run", "expires_at": expires_at
+        }))
+        .unwrap_or_default()
+    };
+    store
+        .write(&at, other(now() + 3600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = Lock::acquire(&store, &root, Duration::from_secs(60))
+        .err()
+        .unwrap_or_default();
+    assert!(refused.contains("the other run"), "{refused}");
+    // Expired: taken over.
+    store.write(&at, other(1)).unwrap_or_else(|e| panic!("{e}"));
+    let lock =
+        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(body(&store, &root)["token"], "other");
+    // Another run takes it (say this one stalled past its expiry): releasing this lock must
+    // leave the other run's alone.
+    store
+        .write(&at, other(now() + 3600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    lock.release().unwrap_or_else(|e| panic!("{e}"));
+    let after = body(&store, &root);
+    assert_eq!(after["token"], "other");
+    assert_eq!(after["released"], serde_json::Value::Null);
+    // A released lock is free at once.
+    store.write(&at, other(1)).unwrap_or_else(|e| panic!("{e}"));
+    let lock =
+        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    lock.release().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body(&store, &root)["released"], true);
+    Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+}
+
+static LOST: AtomicBool = AtomicBool::new(false);
+
+fn lost() {
+    LOST.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn an_s3_lock_is_renewed_while_held_and_a_run_that_loses_it_is_told() {
+    let (_dir, _server, store, root) = s3();
+    let lock = Lock::acquire_with(&store, &root, Duration::from_secs(3), lost)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = body(&store, &root)["token"].clone();
+    // Well past its lifetime of 3 s, it is still this run's and still live.
+    std::thread::sleep(Duration::from_secs(5));
+    let now_held = body(&store, &root);
+    assert_eq!(now_held["token"], token);
+    assert!(now_held["expires_at"].as_u64().unwrap_or(0) > now());
+    assert!(Lock::acquire(&store, &root, Duration::from_secs(3)).is_err());
+    assert!(!LOST.load(Ordering::SeqCst));
+    // Another run overwrites it: the next renewal finds out and says so. (The local S3 server
+    // checks a condition and writes apart, so a renewal in flight can still overwrite the
+    // theft; then the theft is tried again.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !LOST.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        if body(&store, &root)["token"] != "thief" {
+            store
+                .write(
+                    &root.join("datasets/loader/lock"),
+                    serde_json::to_vec(&serde_json::json!({
+                        "token": "thief", "owner": "another run", "expires_at": now() + 3600
+                    }))
+                    .unwrap_or_default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(LOST.load(Ordering::SeqCst));
+    drop(lock);
+    assert_eq!(body(&store, &root)["token"], "thief");
+}
