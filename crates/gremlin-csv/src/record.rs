@@ -111,6 +111,9 @@ impl<'a> Iterator for Records<'a> {
                 loop {
                     match bytes.get(i) {
                         None => {
+                            // Reading resumes on the line after the quote: the lines counted
+                            // while looking for its end are read again.
+                            self.line = open_line;
                             return self.fail(RecordError::UnterminatedQuote { line: open_line });
                         }
                         Some(b'"') if bytes.get(i + 1) == Some(&b'"') => {
@@ -267,6 +270,14 @@ mod tests {
             .filter_map(|r| r.ok().map(|r| r.line))
             .collect();
         assert_eq!(lines, vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn lines_after_an_unclosed_quote_keep_their_numbers() {
+        let lines: Vec<Result<u64, u64>> = Records::new("h\nx,\"open\ny,1\nz,2\n")
+            .map(|r| r.map(|r| r.line).map_err(|e| e.line()))
+            .collect();
+        assert_eq!(lines, vec![Ok(1), Err(2), Ok(3), Ok(4)]);
     }
 
     #[test]
