@@ -612,22 +612,35 @@ mod lifecycle {
                 .await
                 .unwrap_or_else(|e| panic!("{e:?}"));
         }
-        server.faults().set_load_delay(Duration::ZERO);
-        let mut starts = Vec::new();
-        for id in std::iter::once(&first).chain(&queued[..3]) {
-            let payload = wait(&client, id).await;
-            assert_eq!(status_of(&payload), "LOAD_COMPLETED", "{payload}");
-            starts.push((
-                payload["overallStatus"]["startTime"].as_u64().unwrap_or(0),
-                id.clone(),
-            ));
+        // Each load still takes a while, so the order can be watched: a load leaves the queue
+        // only after every load before it has completed.
+        server.faults().set_load_delay(Duration::from_millis(300));
+        let order: Vec<&String> = std::iter::once(&first).chain(&queued[..3]).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            // Read from the last to the first: once a later load is seen started, an earlier
+            // one read after that must have completed before it started.
+            let mut statuses = Vec::new();
+            for id in order.iter().rev() {
+                statuses.push(status_of(&status(&client, id).await));
+            }
+            statuses.reverse();
+            for (i, later) in statuses.iter().enumerate() {
+                if later != "LOAD_IN_QUEUE" && later != "LOAD_NOT_STARTED" {
+                    for earlier in &statuses[..i] {
+                        assert!(
+                            earlier == "LOAD_COMPLETED" || i == 0,
+                            "load {i} is {later} while an earlier one is {earlier}: {statuses:?}"
+                        );
+                    }
+                }
+            }
+            if statuses.iter().all(|s| s == "LOAD_COMPLETED") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{statuses:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut sorted = starts.clone();
-        sorted.sort_by_key(|(t, _)| *t);
-        assert_eq!(
-            starts.iter().map(|s| s.0).collect::<Vec<_>>(),
-            sorted.iter().map(|s| s.0).collect::<Vec<_>>()
-        );
         assert_eq!(
             status_of(&status(&client, &queued[10]).await),
             "LOAD_CANCELLED_BY_USER"
