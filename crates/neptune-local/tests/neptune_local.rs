@@ -1026,6 +1026,79 @@ mod lifecycle {
 mod access {
     use super::*;
 
+    /// A client that signs with `key`/`secret` at a clock `behind` the real one.
+    fn signing_client(endpoint: &str, key: &str, behind: Duration) -> Client {
+        #[derive(Debug)]
+        struct Behind(Duration);
+        impl aws_smithy_async::time::TimeSource for Behind {
+            fn now(&self) -> std::time::SystemTime {
+                std::time::SystemTime::now() - self.0
+            }
+        }
+        let config = aws_sdk_neptunedata::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(key, SECRET, None, None, "test"))
+            .time_source(Behind(behind))
+            .endpoint_url(endpoint)
+            .retry_config(aws_sdk_neptunedata::config::retry::RetryConfig::disabled())
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// The HTTP status and body of a refused status call.
+    async fn refused_status(client: &Client, id: &str) -> (u16, String) {
+        let denied = client.get_loader_job_status().load_id(id).send().await;
+        denied
+            .err()
+            .and_then(|e| {
+                e.raw_response().map(|r| {
+                    (
+                        r.status().as_u16(),
+                        String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).into_owned(),
+                    )
+                })
+            })
+            .unwrap_or_else(|| panic!("the call was not refused"))
+    }
+
+    #[tokio::test]
+    async fn sigv4_refuses_a_missing_signature_another_key_and_a_skewed_clock() {
+        let data = tempdir();
+        let server = Server::start(Config {
+            sigv4: Some(SigV4Credentials {
+                access_key_id: KEY_ID.into(),
+                secret_access_key: SECRET.into(),
+            }),
+            ..Config::new(
+                data.path().to_path_buf(),
+                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Signed correctly, a few minutes off: accepted (the window is 15 minutes).
+        let near = signing_client(&server.endpoint(), KEY_ID, Duration::from_secs(240));
+        assert!(near.list_loader_jobs().send().await.is_ok());
+        let unsigned = raw(&server, "GET", "/loader", "");
+        assert!(
+            unsigned.starts_with("HTTP/1.1 403") && unsigned.contains("AccessDeniedException"),
+            "{unsigned}"
+        );
+        let (code, body) = refused_status(
+            &signing_client(&server.endpoint(), "AKIDOTHERKEY", Duration::ZERO),
+            "x",
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+        let (code, body) = refused_status(
+            &signing_client(&server.endpoint(), KEY_ID, Duration::from_secs(20 * 60)),
+            "x",
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("15 minutes"), "{body}");
+    }
+
     #[tokio::test]
     async fn sigv4_is_checked_when_required() {
         let data = tempdir();
@@ -1141,6 +1214,54 @@ mod access {
                 "{addr}: {refused:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn malformed_oversized_and_incomplete_requests_get_neptune_errors() {
+        let (_data, server, _client) = local();
+        let required =
+            r#""format":"csv","iamRoleArn":"arn:aws:iam::1:role/r","region":"us-east-1""#;
+        let cases: Vec<(String, &str, &str)> = vec![
+            ("{\"source\": ".to_owned(), "400", "BadRequestException"),
+            ("[1,2,3]".to_owned(), "400", "BadRequestException"),
+            ("\u{0}\u{1}garbage".to_owned(), "400", "BadRequestException"),
+            (
+                format!("{{{required}}}"),
+                "400",
+                "MissingParameterException",
+            ),
+            (
+                format!(r#"{{"source":"/tmp",{required},"noSuchParameter":"x"}}"#),
+                "400",
+                "noSuchParameter",
+            ),
+            (
+                format!(r#"{{"source":"/tmp",{required},"parallelism":7}}"#),
+                "400",
+                "parallelism",
+            ),
+            (
+                format!(r#"{{"source":"{}",{required}}}"#, "x".repeat(3 << 20)),
+                "413",
+                "",
+            ),
+        ];
+        for (body, code, says) in cases {
+            let answer = raw(&server, "POST", "/loader", &body);
+            let head: String = answer.chars().take(400).collect();
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {code}")) && answer.contains(says),
+                "{}: {head}",
+                body.chars().take(60).collect::<String>()
+            );
+        }
+        // Unknown and malformed query parameters of the status call.
+        let answer = raw(&server, "GET", "/loader?limit=0", "");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let answer = raw(&server, "GET", "/loader/some-id?details=maybe", "");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        // The server still answers after all of them.
+        assert!(raw(&server, "GET", "/status", "").starts_with("HTTP/1.1 200"));
     }
 
     #[tokio::test]
