@@ -737,6 +737,28 @@ mod schedule {
     use super::*;
 
     #[test]
+    fn huge_intervals_and_sizes_are_errors_not_overflows() {
+        let dir = tempdir();
+        for args in [
+            &["schedule", "--every", "18446744073709551615h"][..],
+            &["--max-file-mb", "18446744073709551615", "full", "--dry-run"][..],
+        ] {
+            let out = loader_cmd(dir.path(), args)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                matches!(out.status.code(), Some(1 | 2)) && !stderr.contains("panicked"),
+                "{args:?}: {out:?}"
+            );
+            assert!(
+                stderr.contains("interval") || stderr.contains("max_file_mb"),
+                "{stderr}"
+            );
+        }
+    }
+
+    #[test]
     fn once_runs_incremental_and_every_stops_cleanly_on_sigterm() {
         let dir = tempdir();
         let root = dir.path();

@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long, value_name = "R", default_value_t = transform::DEFAULT_MAX_REJECT_RATE, value_parser = fraction)]
     max_reject_rate: f64,
     /// Start a new file for a label after this many MB of text.
-    #[arg(long, value_name = "MB", default_value_t = transform::DEFAULT_MAX_FILE_BYTES / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MB", default_value_t = transform::DEFAULT_MAX_FILE_BYTES / 1_000_000, value_parser = clap::value_parser!(u64).range(1..=u64::MAX / 1_000_000))]
     max_file_mb: u64,
     /// Write .csv.gz files.
     #[arg(long)]

@@ -758,6 +758,17 @@ mod command_line {
     }
 
     #[test]
+    fn a_huge_file_size_is_a_usage_error_not_an_overflow() {
+        let dir = tempdir();
+        let out = transform_cmd(dir.path())
+            .args(["--max-file-mb", "18446744073709552"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--max-file-mb"));
+    }
+
+    #[test]
     fn defaults_work_after_datagen_and_validate_reports_by_exit_status() {
         let dir = tempdir();
         datagen::generate(&datagen::Config {
