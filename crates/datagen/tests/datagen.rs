@@ -1111,5 +1111,15 @@ mod s3 {
         // As locally, an initial population is not replaced without --force.
         let (ok, err, _) = run("s3://seed/env", &[]);
         assert!(!ok && err.contains("--force"), "{err}");
+        // Every object written asked for server-side encryption.
+        let writes: Vec<testkit::Recorded> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.writes_an_object())
+            .collect();
+        assert!(writes.len() >= 5, "{writes:?}");
+        for write in &writes {
+            assert_eq!(write.encryption.as_deref(), Some("AES256"), "{write:?}");
+        }
     }
 }

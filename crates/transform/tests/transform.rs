@@ -876,6 +876,19 @@ mod s3 {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Every object the transform wrote asked for server-side encryption.
+        let writes: Vec<testkit::Recorded> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.writes_an_object() && r.target.contains("/copy/"))
+            .collect();
+        assert!(
+            writes.iter().any(|w| w.target.contains("manifest.json")),
+            "{writes:?}"
+        );
+        for write in &writes {
+            assert_eq!(write.encryption.as_deref(), Some("AES256"), "{write:?}");
+        }
         drop(server);
 
         let from_s3 = snapshot(
