@@ -77,6 +77,15 @@ impl Location {
     }
 }
 
+/// What a conditional write requires of the object already there.
+#[derive(Debug, Clone, Copy)]
+enum Condition<'a> {
+    /// No object (`If-None-Match: *`).
+    Absent,
+    /// The object with this ETag (`If-Match`).
+    ETag(&'a str),
+}
+
 /// Server-side encryption of uploaded objects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Encryption {
@@ -390,37 +399,9 @@ impl Store {
                     Err(e) => Err(fail(e)),
                 }
             }
-            Location::S3 { bucket, prefix } => {
-                let s3 = self.s3()?;
-                let uri = location.to_string();
-                let (sse, key) = sse(&self.encryption);
-                s3.runtime.block_on(async {
-                    match s3
-                        .client
-                        .put_object()
-                        .bucket(bucket)
-                        .key(prefix)
-                        .if_none_match("*")
-                        .set_server_side_encryption(sse)
-                        .set_ssekms_key_id(key)
-                        .body(bytes.into())
-                        .send()
-                        .await
-                    {
-                        Ok(out) => self
-                            .confirm_encryption(&uri, out.server_side_encryption())
-                            .map(|()| true),
-                        Err(e)
-                            if e.raw_response().is_some_and(|r| {
-                                r.status().as_u16() == 412 || r.status().as_u16() == 409
-                            }) =>
-                        {
-                            Ok(false)
-                        }
-                        Err(e) => Err(s3_error("cannot create", &uri, e)),
-                    }
-                })
-            }
+            Location::S3 { .. } => Ok(self
+                .conditional_put(location, bytes, Condition::Absent)?
+                .is_some()),
         }
     }
 
@@ -467,6 +448,18 @@ impl Store {
         bytes: Vec<u8>,
         etag: &str,
     ) -> Result<Option<String>, Error> {
+        self.conditional_put(location, bytes, Condition::ETag(etag))
+    }
+
+    /// A PUT that the server performs only under `condition`, with the store's encryption:
+    /// `Ok(None)` when the condition does not hold (412, or 409 for a concurrent write),
+    /// otherwise the new object's ETag.
+    fn conditional_put(
+        &self,
+        location: &Location,
+        bytes: Vec<u8>,
+        condition: Condition<'_>,
+    ) -> Result<Option<String>, Error> {
         let Location::S3 { bucket, prefix } = location else {
             return Err(StorageError(format!(
                 "{location}: conditional writes are for S3 objects"
@@ -475,19 +468,20 @@ impl Store {
         let s3 = self.s3()?;
         let uri = location.to_string();
         let (sse, key) = sse(&self.encryption);
+        let request = s3
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(prefix)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(key)
+            .body(bytes.into());
+        let request = match condition {
+            Condition::Absent => request.if_none_match("*"),
+            Condition::ETag(etag) => request.if_match(etag),
+        };
         s3.runtime.block_on(async {
-            match s3
-                .client
-                .put_object()
-                .bucket(bucket)
-                .key(prefix)
-                .if_match(etag)
-                .set_server_side_encryption(sse)
-                .set_ssekms_key_id(key)
-                .body(bytes.into())
-                .send()
-                .await
-            {
+            match request.send().await {
                 Ok(out) => {
                     self.confirm_encryption(&uri, out.server_side_encryption())?;
                     Ok(Some(out.e_tag().unwrap_or_default().to_owned()))

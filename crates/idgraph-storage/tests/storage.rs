@@ -11,11 +11,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn server() -> (tempfile::TempDir, testkit::LocalS3, Store) {
-    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(root.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
-    let server = testkit::LocalS3::start(root.path());
-    let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
-    (root, server, store)
+    testkit::LocalS3::with_buckets(&["bucket"])
 }
 
 #[test]

@@ -46,10 +46,7 @@ fn a_local_lock_is_refused_while_held_and_free_once_its_holder_is_gone() {
 }
 
 fn s3() -> (tempfile::TempDir, testkit::LocalS3, Store, Location) {
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
-    let server = testkit::LocalS3::start(dir.path());
-    let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
+    let (dir, server, store) = testkit::LocalS3::with_buckets(&["bucket"]);
     let root: Location = "s3://bucket/root"
         .parse()
         .unwrap_or_else(|e: String| panic!("{e}"));

@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use idgraph_storage::{Location, Store};
+use idgraph_storage::Location;
 use loader::Lock;
 
 #[test]
 fn a_stop_that_cannot_unwind_still_releases_the_s3_lock() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(dir.path().join("bucket")).unwrap_or_else(|e| panic!("{e}"));
-    let server = testkit::LocalS3::start(dir.path());
-    let store = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET);
+    let (_dir, _server, store) = testkit::LocalS3::with_buckets(&["bucket"]);
     let root: Location = "s3://bucket/root"
         .parse()
         .unwrap_or_else(|e: String| panic!("{e}"));

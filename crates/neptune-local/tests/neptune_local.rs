@@ -1026,6 +1026,23 @@ mod lifecycle {
 mod access {
     use super::*;
 
+    /// A server that requires requests signed with `KEY_ID`/`SECRET`.
+    fn signed_server() -> (tempfile::TempDir, Server) {
+        let data = tempdir();
+        let server = Server::start(Config {
+            sigv4: Some(SigV4Credentials {
+                access_key_id: KEY_ID.into(),
+                secret_access_key: SECRET.into(),
+            }),
+            ..Config::new(
+                data.path().to_path_buf(),
+                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        (data, server)
+    }
+
     /// A client that signs with `key`/`secret` at a clock `behind` the real one.
     fn signing_client(endpoint: &str, key: &str, behind: Duration) -> Client {
         #[derive(Debug)]
@@ -1064,18 +1081,7 @@ mod access {
 
     #[tokio::test]
     async fn sigv4_refuses_a_missing_signature_another_key_and_a_skewed_clock() {
-        let data = tempdir();
-        let server = Server::start(Config {
-            sigv4: Some(SigV4Credentials {
-                access_key_id: KEY_ID.into(),
-                secret_access_key: SECRET.into(),
-            }),
-            ..Config::new(
-                data.path().to_path_buf(),
-                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            )
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (_data, server) = signed_server();
         // Signed correctly, a few minutes off: accepted (the window is 15 minutes).
         let near = signing_client(&server.endpoint(), KEY_ID, Duration::from_secs(240));
         assert!(near.list_loader_jobs().send().await.is_ok());
@@ -1101,18 +1107,7 @@ mod access {
 
     #[tokio::test]
     async fn sigv4_is_checked_when_required() {
-        let data = tempdir();
-        let server = Server::start(Config {
-            sigv4: Some(SigV4Credentials {
-                access_key_id: KEY_ID.into(),
-                secret_access_key: SECRET.into(),
-            }),
-            ..Config::new(
-                data.path().to_path_buf(),
-                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            )
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (_data, server) = signed_server();
         let source = tempdir();
         write(source.path(), "v.csv", "~id\na\n");
         let good = client(&server);
@@ -1122,16 +1117,7 @@ mod access {
         assert!(listed.is_ok(), "{listed:?}");
 
         let wrong = client_with_secret(&server.endpoint(), "not-the-secret");
-        let denied = wrong.get_loader_job_status().load_id(&id).send().await;
-        let raw = denied.err().and_then(|e| {
-            e.raw_response().map(|r| {
-                (
-                    r.status().as_u16(),
-                    String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).into_owned(),
-                )
-            })
-        });
-        let (code, body) = raw.unwrap_or_else(|| panic!("no HTTP answer"));
+        let (code, body) = refused_status(&wrong, &id).await;
         assert_eq!(code, 403);
         assert!(
             body.contains("AccessDeniedException") && body.contains("signature"),

@@ -96,6 +96,17 @@ impl LocalS3 {
         LocalS3::serve(root, true)
     }
 
+    /// A server over a new temporary folder holding the `buckets`, with a store of it.
+    pub fn with_buckets(buckets: &[&str]) -> (tempfile::TempDir, LocalS3, idgraph_storage::Store) {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for bucket in buckets {
+            std::fs::create_dir_all(root.path().join(bucket)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let server = LocalS3::start(root.path());
+        let store = idgraph_storage::Store::for_endpoint(&server.endpoint(), KEY, SECRET);
+        (root, server, store)
+    }
+
     /// A server that, like some S3-compatible ones, ignores the encryption header and says
     /// nothing of it in its answers.
     pub fn start_ignoring_encryption(root: &Path) -> LocalS3 {
