@@ -116,15 +116,15 @@ fn lost() {
 #[test]
 fn an_s3_lock_is_renewed_while_held_and_a_run_that_loses_it_is_told() {
     let (_dir, _server, store, root) = s3();
-    let lock = Lock::acquire_with(&store, &root, Duration::from_secs(3), lost)
+    let lock = Lock::acquire_with(&store, &root, Duration::from_secs(6), lost)
         .unwrap_or_else(|e| panic!("{e}"));
     let token = body(&store, &root)["token"].clone();
-    // Well past its lifetime of 3 s, it is still this run's and still live.
-    std::thread::sleep(Duration::from_secs(5));
+    // Well past its lifetime of 6 s (renewed every 2 s), it is still this run's and still live.
+    std::thread::sleep(Duration::from_secs(9));
     let now_held = body(&store, &root);
     assert_eq!(now_held["token"], token);
     assert!(now_held["expires_at"].as_u64().unwrap_or(0) > now());
-    assert!(Lock::acquire(&store, &root, Duration::from_secs(3)).is_err());
+    assert!(Lock::acquire(&store, &root, Duration::from_secs(6)).is_err());
     assert!(!LOST.load(Ordering::SeqCst));
     // Another run overwrites it: the next renewal finds out and says so. (The local S3 server
     // checks a condition and writes apart, so a renewal in flight can still overwrite the
