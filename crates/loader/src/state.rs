@@ -54,8 +54,8 @@ pub struct BatchRecord {
     pub vertices: BTreeMap<String, u64>,
     pub edges: BTreeMap<String, u64>,
     pub updated_at: u64,
-    /// The batch was transformed again (another mapping): its files changed under the same
-    /// names, so it loads with mode NEW until it is loaded (AUTO would skip them).
+    /// The batch's files changed after this target recorded them (transformed again): same
+    /// names, other rows, so it loads with mode NEW until it is loaded (AUTO would skip them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replaced_files: bool,
 }
@@ -138,7 +138,9 @@ impl State {
 ///   run waits a second and reads it back: only the run whose token is there goes on.
 #[derive(Debug)]
 pub struct Lock<'a> {
-    store: &'a Store,
+    /// The lock lives no longer than the store it was taken with (its renewer has a store of
+    /// its own).
+    store: std::marker::PhantomData<&'a Store>,
     location: Location,
     held: Held,
     released: bool,
@@ -232,7 +234,7 @@ impl<'a> Lock<'a> {
             }
         };
         Ok(Lock {
-            store,
+            store: std::marker::PhantomData,
             location,
             held,
             released: false,
@@ -256,12 +258,6 @@ impl<'a> Lock<'a> {
                 hold.release()
             }
         }
-    }
-
-    /// Where the lock lives.
-    pub fn location(&self) -> &Location {
-        let _ = self.store;
-        &self.location
     }
 }
 

@@ -149,14 +149,13 @@ fn spoil(schema: &DatasetSchema, mut fields: Vec<String>, choice: usize) -> (Vec
         }
         Badness::NotADate => {
             if let Some(i) = date {
-                fields[i] = if choice.is_multiple_of(2) {
-                    "2021-02-30 10:40:17".into()
-                } else {
-                    "2021-08-12 10:40:€".into()
-                };
-                if schema.columns[i].ty == ColumnType::Date {
-                    fields[i] = "2021-02-30".into();
+                fields[i] = match (schema.columns[i].ty, choice.is_multiple_of(2)) {
+                    (ColumnType::Date, _) => "2021-02-30",
+                    (_, true) => "2021-02-30 10:40:17",
+                    // Cut inside a multi-byte character at its 20th byte.
+                    (_, false) => "2021-08-12 10:40:€",
                 }
+                .into();
             }
         }
         Badness::EmptyRequired => {
