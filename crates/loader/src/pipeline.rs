@@ -15,7 +15,7 @@ use crate::config::Plan;
 use crate::neptune::{
     GraphSummary, LoadErrorEntry, LoadRequest, LoadStatus, Neptune, NeptuneError, Phase, phase,
 };
-use crate::state::{FileRecord, LoadRecord, Lock, State, now};
+use crate::state::{BatchRecord, FileRecord, LoadRecord, Lock, State, now};
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -269,18 +269,6 @@ pub fn plan_only(
     Ok(planned)
 }
 
-/// Whether a batch was transformed by this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transformed {
-    /// Its graph files were there, made with the configured mapping.
-    No,
-    /// It had no graph files.
-    Now,
-    /// Its graph files were made with another mapping and are replaced: files of the same name
-    /// now hold other rows.
-    Again,
-}
-
 /// Transforming and staging batches: what a load needs first, and all that `upload` does. It
 /// needs no loader endpoint.
 struct Stager<'a> {
@@ -298,15 +286,15 @@ impl Stager<'_> {
 
     /// Transforms the batch unless its manifest is already there, with the plan's transform
     /// settings. A batch transformed with another mapping is refused, naming both checksums,
-    /// or (with `force`) transformed again.
-    fn ensure_transformed(&self, kind: &SourceKind) -> Result<Transformed, RunError> {
+    /// or (with `force`) transformed again. Returns whether it was transformed now.
+    fn ensure_transformed(&self, kind: &SourceKind) -> Result<bool, RunError> {
         let settings = &self.plan.transform;
         let manifest_at = graph_dir(self.plan, kind).join("manifest.json");
         let mut force = false;
         if self.store.exists(&manifest_at).map_err(setup)? {
             let made_with = read_manifest(self.plan, self.store, kind)?.mapping_sha256;
             if made_with == settings.mapping.text_sha256 {
-                return Ok(Transformed::No);
+                return Ok(false);
             }
             if !settings.force {
                 return Err(RunError::MappingChanged {
@@ -341,11 +329,7 @@ impl Stager<'_> {
             encryption: self.plan.encryption.clone(),
         })
         .map_err(setup)?;
-        Ok(if force {
-            Transformed::Again
-        } else {
-            Transformed::Now
-        })
+        Ok(true)
     }
 
     /// Puts the batch's files where the loader reads them; returns the vertex and edge sources
@@ -561,7 +545,7 @@ impl Runner<'_> {
         let manifest = read_manifest(self.plan, self.store, kind)?;
         let mut report = BatchReport {
             batch: name.clone(),
-            transformed: transformed != Transformed::No,
+            transformed,
             already_loaded: false,
             files: manifest.files.len(),
             uploaded_files: 0,
@@ -570,17 +554,28 @@ impl Runner<'_> {
             vertices: manifest.vertices.clone(),
             edges: manifest.edges.clone(),
         };
-        if transformed != Transformed::No {
-            // New graph files (a first transform, or again with another mapping): whatever
-            // this target holds of an earlier version of the batch does not count.
-            state.batches.remove(&name);
-        }
-        if transformed == Transformed::Again {
-            state
-                .batches
-                .entry(name.clone())
-                .or_default()
-                .replaced_files = true;
+        let file_records: Vec<FileRecord> = manifest
+            .files
+            .iter()
+            .map(|f| FileRecord {
+                path: f.path.clone(),
+                bytes: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        // Graph files other than the ones this target recorded for the batch (transformed again,
+        // by this run, `upload --force` or `transform --force`): what the target holds of the
+        // batch does not count. The mark is saved before anything is loaded, so a run killed at
+        // any point after the new files appeared still loads them.
+        if let Some(record) = state.batches.get_mut(&name)
+            && !record.files.is_empty()
+            && record.files != file_records
+        {
+            *record = BatchRecord {
+                replaced_files: true,
+                ..BatchRecord::default()
+            };
+            self.save(state)?;
         }
         // Files replaced under the same names: an AUTO load would take them for the files an
         // earlier load completed and skip them, so this batch's loads start NEW.
@@ -604,15 +599,7 @@ impl Runner<'_> {
         report.uploaded_bytes = bytes;
         {
             let record = state.batches.entry(name.clone()).or_default();
-            record.files = manifest
-                .files
-                .iter()
-                .map(|f| FileRecord {
-                    path: f.path.clone(),
-                    bytes: f.bytes,
-                    sha256: f.sha256.clone(),
-                })
-                .collect();
+            record.files = file_records;
             record.vertices = manifest.vertices.clone();
             record.edges = manifest.edges.clone();
             if record.stage.is_empty() || record.stage == "pending" || record.stage == "failed" {

@@ -674,6 +674,43 @@ mod failures {
     }
 
     #[test]
+    fn a_batch_whose_files_changed_after_its_load_is_loaded_again() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 200);
+        // Loaded with a mapping that makes no inCountry edges...
+        let mapping = root.join("no-country-edges.toml");
+        std::fs::write(
+            &mapping,
+            transform::DEFAULT_MAPPING_TOML.replace(
+                "[[edge]]\nlabel = \"inCountry\"\ndataset = \"first_party\"\nfrom = { vertex = \"City\", column = \"city\" }\nto = { vertex = \"Country\", column = \"country\" }\n",
+                "",
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mapping_arg = mapping.display().to_string();
+        run_ok(loader_cmd(root, &["--mapping", &mapping_arg, "full"]));
+        assert!(!graph_stats(root).edge_labels.contains_key("inCountry"));
+        // ...then transformed again outside the loader, as a run killed right after its own
+        // re-transform would leave it: same file names, other rows.
+        transform::run(&transform::Options {
+            force: true,
+            ..transform::Options::new(
+                Location::Local(root.to_path_buf()),
+                Location::Local(root.to_path_buf()),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = run_ok(loader_cmd(root, &["--json", "full"]));
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report["batches"][0]["already_loaded"], false);
+        assert!(graph_stats(root).edge_labels.contains_key("inCountry"));
+        assert_eq!(graph_stats(root).edge_labels, distinct_ids(root, "edges"));
+    }
+
+    #[test]
     fn two_runs_never_overlap() {
         let dir = tempdir();
         let root = dir.path();
