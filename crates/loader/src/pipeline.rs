@@ -155,6 +155,20 @@ struct Manifest {
     edges: BTreeMap<String, u64>,
 }
 
+impl Manifest {
+    /// The files as the run state records them.
+    fn file_records(&self) -> Vec<FileRecord> {
+        self.files
+            .iter()
+            .map(|f| FileRecord {
+                path: f.path.clone(),
+                bytes: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Concurrent uploads (as many as `aws s3 cp` makes by default).
 const UPLOAD_THREADS: usize = 10;
 
@@ -240,10 +254,13 @@ pub fn plan_only(
         } else {
             None
         };
-        let loaded = state
-            .batches
-            .get(&name)
-            .is_some_and(|b| b.stage == "loaded");
+        // As a run decides: loaded, with the files the manifest lists now.
+        let loaded = state.batches.get(&name).is_some_and(|b| {
+            b.stage == "loaded"
+                && !manifest
+                    .as_ref()
+                    .is_some_and(|m| b.files_replaced(&m.file_records()))
+        });
         planned.push(PlannedBatch {
             batch: name,
             transform: manifest.is_none(),
@@ -554,22 +571,13 @@ impl Runner<'_> {
             vertices: manifest.vertices.clone(),
             edges: manifest.edges.clone(),
         };
-        let file_records: Vec<FileRecord> = manifest
-            .files
-            .iter()
-            .map(|f| FileRecord {
-                path: f.path.clone(),
-                bytes: f.bytes,
-                sha256: f.sha256.clone(),
-            })
-            .collect();
+        let file_records = manifest.file_records();
         // Graph files other than the ones this target recorded for the batch (transformed again,
         // by this run, `upload --force` or `transform --force`): what the target holds of the
         // batch does not count. The mark is saved before anything is loaded, so a run killed at
         // any point after the new files appeared still loads them.
         if let Some(record) = state.batches.get_mut(&name)
-            && !record.files.is_empty()
-            && record.files != file_records
+            && record.files_replaced(&file_records)
         {
             *record = BatchRecord {
                 replaced_files: true,

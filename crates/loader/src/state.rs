@@ -60,6 +60,13 @@ pub struct BatchRecord {
     pub replaced_files: bool,
 }
 
+impl BatchRecord {
+    /// The batch's graph files are not the ones recorded (it was transformed again).
+    pub fn files_replaced(&self, files: &[FileRecord]) -> bool {
+        !self.files.is_empty() && self.files != files
+    }
+}
+
 /// What one target (a loader endpoint, with the stage it reads) holds: everything a later run
 /// against it needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

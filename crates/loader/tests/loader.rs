@@ -702,6 +702,11 @@ mod failures {
             .unwrap_or_else(|e| panic!("{e}"))
         })
         .unwrap_or_else(|e| panic!("{e}"));
+        // The dry run says what the run then does.
+        let dry = run_ok(loader_cmd(root, &["--json", "full", "--dry-run"]));
+        let dry: serde_json::Value =
+            serde_json::from_slice(&dry.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dry[0]["already_loaded"], false);
         let out = run_ok(loader_cmd(root, &["--json", "full"]));
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
