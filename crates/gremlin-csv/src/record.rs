@@ -63,10 +63,16 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     pub fn new(text: &'a str) -> Records<'a> {
+        Records::starting_at(text, 1)
+    }
+
+    /// Records of `text` whose first line is line `line` of a larger file (a chunk of it), so
+    /// that every line number, in records and in error messages, is the file's.
+    pub fn starting_at(text: &'a str, line: u64) -> Records<'a> {
         Records {
             text,
             pos: 0,
-            line: 1,
+            line: line.max(1),
         }
     }
 

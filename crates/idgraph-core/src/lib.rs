@@ -9,4 +9,6 @@ pub mod process;
 mod schema;
 
 pub use layout::{BatchId, BatchIdError, Layout, SourceKind};
-pub use schema::{Column, ColumnType, Dataset, DatasetSchema, SchemaError, SourceSchemas};
+pub use schema::{
+    Column, ColumnType, Dataset, DatasetSchema, SOURCES_TOML, SchemaError, SourceSchemas,
+};

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// The schemas file as it is in the repository, compiled in so that every binary carries the
 /// schemas it was built and tested with.
-const EMBEDDED_SOURCES_TOML: &str = include_str!("../../../schemas/sources.toml");
+pub const SOURCES_TOML: &str = include_str!("../../../schemas/sources.toml");
 
 /// The four kinds of source dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,7 +159,7 @@ impl SourceSchemas {
             // The file is part of the build and a unit test parses it, so a failure here is a
             // broken build, not bad user input.
             #[allow(clippy::expect_used)]
-            SourceSchemas::from_toml(EMBEDDED_SOURCES_TOML)
+            SourceSchemas::from_toml(SOURCES_TOML)
                 .expect("schemas/sources.toml compiled into idgraph-core is valid")
         })
     }

@@ -55,6 +55,9 @@ pub struct Settings {
     pub show_values: Option<bool>,
     /// Seconds an S3 run lock lasts unless renewed (default 600; renewed every third of it).
     pub lock_ttl_secs: Option<u64>,
+    /// Where the transform step runs (the `[engine]` table: local, spark or glue).
+    #[serde(default)]
+    pub engine: spark_engine::EngineSettings,
 }
 
 impl Settings {
@@ -110,6 +113,7 @@ impl Settings {
             force: flag("IDGRAPH_FORCE")?,
             show_values: flag("IDGRAPH_SHOW_VALUES")?,
             lock_ttl_secs: number("IDGRAPH_LOCK_TTL_SECS")?.map(|n| n as u64),
+            engine: spark_engine::EngineSettings::from_env().map_err(|e| e.to_string())?,
         })
     }
 
@@ -142,6 +146,7 @@ impl Settings {
             force: over.force.or(self.force),
             show_values: over.show_values.or(self.show_values),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
+            engine: over.engine.or(self.engine),
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct TransformPlan {
     pub gzip: bool,
     /// Transform again a batch whose graph was made with another mapping.
     pub force: bool,
+    /// Where the transform runs: here, under spark-submit, or on AWS Glue.
+    pub engine: spark_engine::EnginePlan,
 }
 
 impl Plan {
@@ -345,6 +352,11 @@ impl Plan {
             max_file_bytes,
             gzip: settings.gzip.unwrap_or(false),
             force: settings.force.unwrap_or(false),
+            engine: settings
+                .engine
+                .clone()
+                .resolve(&root.to_string())
+                .map_err(|e| e.to_string())?,
         };
         let lock_ttl = settings.lock_ttl_secs.unwrap_or(600);
         if lock_ttl < 3 {

@@ -44,6 +44,9 @@ pub enum RunError {
         manifest: String,
         actual: String,
     },
+    /// The transform on Spark or Glue failed.
+    #[error("transform: {0}")]
+    Engine(#[from] spark_engine::EngineError),
 }
 
 /// A load that ended badly, with its error log.
@@ -292,7 +295,12 @@ struct Stager<'a> {
     plan: &'a Plan,
     store: &'a Store,
     progress: bool,
+    /// Asks a Glue transform run being followed to stop.
+    stop: &'a AtomicBool,
 }
+
+/// The stop flag of a command that takes no stop request.
+static NO_STOP: AtomicBool = AtomicBool::new(false);
 
 impl Stager<'_> {
     fn say(&self, message: &str) {
@@ -328,6 +336,30 @@ impl Stager<'_> {
             force = true;
         } else {
             self.say(&format!("transforming {}", batch_name(kind)));
+        }
+        if !matches!(settings.engine, spark_engine::EnginePlan::Local) {
+            let job = spark_engine::BatchJob {
+                input: self.plan.root.to_string(),
+                output: self.plan.root.to_string(),
+                batch: batch_name(kind),
+                mapping_toml: settings.mapping.text.clone(),
+                max_reject_rate: settings.max_reject_rate,
+                max_file_bytes: settings.max_file_bytes,
+                gzip: settings.gzip,
+                force,
+            };
+            let report = spark_engine::run_batch(&settings.engine, &job, self.store, self.stop)?;
+            self.say(&format!(
+                "transformed {} on {} in {:.1} s{}",
+                report.batch,
+                report.engine,
+                report.seconds,
+                report
+                    .run_id
+                    .map(|id| format!(" (Glue run {id})"))
+                    .unwrap_or_default()
+            ));
+            return Ok(true);
         }
         let selection = match kind {
             SourceKind::Initial => transform::Selection::Initial,
@@ -469,6 +501,7 @@ pub fn upload(
         plan,
         store,
         progress,
+        stop: &NO_STOP,
     };
     stager.ensure_transformed(&kind)?;
     let manifest = read_manifest(plan, store, &kind)?;
@@ -499,6 +532,7 @@ impl Runner<'_> {
             plan: self.plan,
             store: self.store,
             progress: self.progress,
+            stop: self.stop,
         }
     }
 

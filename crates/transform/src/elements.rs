@@ -244,7 +244,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
     let mut plain_edges = IdSet::with_capacity_and_hasher(expected, Default::default());
     let width = chunk.schema.columns.len();
 
-    for record in Records::new(chunk.text) {
+    for record in Records::starting_at(chunk.text, chunk.first_line) {
         out.rows += 1;
         let reject = |line: u64, column: Option<String>, reason: String| Reject {
             dataset: chunk.dataset,
@@ -256,12 +256,11 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
         let record: Record<'_> = match record {
             Ok(record) => record,
             Err(e) => {
-                out.rejects
-                    .push(reject(chunk.first_line + e.line() - 1, None, e.to_string()));
+                out.rejects.push(reject(e.line(), None, e.to_string()));
                 continue;
             }
         };
-        let line = chunk.first_line + record.line - 1;
+        let line = record.line;
         if record.fields.len() != width {
             out.rejects.push(reject(
                 line,
@@ -457,6 +456,35 @@ mod tests {
                 prop_assert_eq!(out.row_hashes.len() as u64 - distinct.len() as u64, file.duplicates);
             }
         }
+    }
+
+    #[test]
+    fn record_errors_name_the_files_line_not_the_chunks() {
+        let mapping = Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}"));
+        let schema = idgraph_core::SourceSchemas::embedded().get(Dataset::Cookie);
+        // A chunk that starts on line 40 of its file; its second record opens a quote that
+        // never closes.
+        let text = "c1,s1,,,,\nc2,\"s2,,,,\nc3,s3,,,,\n";
+        let out = map_chunk(
+            &mapping,
+            Chunk {
+                dataset: Dataset::Cookie,
+                schema,
+                file: "f.csv",
+                text,
+                first_line: 40,
+                lossy: false,
+            },
+        );
+        let unclosed: Vec<(u64, &str)> = out
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            unclosed,
+            vec![(41, "a quoted field that starts on line 41 is never closed")]
+        );
     }
 
     #[test]

@@ -207,7 +207,19 @@ pub fn run(options: &Options) -> Result<RunReport, Error> {
     Ok(RunReport { batches })
 }
 
-/// Incremental batches found under the input that have no manifest in the output yet.
+/// Incremental batches found under the input that have no manifest in the output yet, oldest
+/// first (what `Selection::Pending` transforms; other engines ask for them here).
+pub fn pending(options: &Options) -> Result<Vec<BatchId>, Error> {
+    let store = Store::default().with_encryption(options.encryption.clone());
+    pending_batches(&store, options)
+}
+
+/// Whether the batch already has its graph output (its manifest) under the output root.
+pub fn is_transformed(options: &Options, kind: &SourceKind) -> Result<bool, Error> {
+    let store = Store::default().with_encryption(options.encryption.clone());
+    Ok(store.exists(&options.output.join(&Layout::graph_dir(kind)).join(MANIFEST))?)
+}
+
 fn pending_batches(store: &Store, options: &Options) -> Result<Vec<BatchId>, Error> {
     let mut found = std::collections::BTreeSet::new();
     for dataset in Dataset::ALL {

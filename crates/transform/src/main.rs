@@ -41,6 +41,33 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Validate(gremlin_csv::ValidateArgs),
+    /// The Glue Data Catalog of the sources, written from schemas/sources.toml.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Create or update the database, one table per source dataset (columns in order, CSV
+    /// SerDe, header skipped) and one partition per batch under the root. A second run changes
+    /// nothing; a column the catalog has and the schema lacks is reported, not dropped.
+    Sync(CatalogSyncArgs),
+}
+
+#[derive(Debug, Args)]
+struct CatalogSyncArgs {
+    /// The Glue database (created if missing).
+    #[arg(long, value_name = "NAME")]
+    database: String,
+    /// The data root holding datasets/sources/.
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+    root: String,
+    /// Update a table even if that drops columns the catalog has and the schema lacks.
+    #[arg(long)]
+    drop_extra_columns: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +102,12 @@ struct RunArgs {
     /// Worker threads. [default: one per core]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Read the source root and its batches from this Glue Data Catalog database (written by
+    /// `transform catalog sync`), refusing a table whose columns disagree with the schema.
+    #[arg(long, value_name = "NAME")]
+    glue_database: Option<String>,
+    #[command(flatten)]
+    engine: spark_engine::EngineArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -110,11 +143,91 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Validate(args)) => gremlin_csv::run_validate("transform", &args),
+        Some(Command::Catalog(CatalogCommand::Sync(args))) => catalog_sync(&args),
         None => transform_sources(cli.run),
     }
 }
 
-fn transform_sources(args: RunArgs) -> ExitCode {
+fn catalog_sync(args: &CatalogSyncArgs) -> ExitCode {
+    let plan = spark_engine::catalog::CatalogPlan {
+        database: args.database.clone(),
+        root: args.root.trim_end_matches('/').to_owned(),
+        drop_extra_columns: args.drop_extra_columns,
+    };
+    let report = spark_engine::GlueClient::from_env().and_then(|glue| {
+        glue.sync_catalog(
+            &plan,
+            idgraph_core::SourceSchemas::embedded(),
+            &idgraph_storage::Store::default(),
+        )
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(e),
+        }
+    } else {
+        println!(
+            "catalog: database {}{}",
+            report.database,
+            if report.database_created {
+                " (created)"
+            } else {
+                ""
+            }
+        );
+        for t in &report.tables {
+            println!(
+                "  table {:<14} {:<9} partitions: {} created, {} already there",
+                t.table,
+                t.action,
+                t.partitions_created.len(),
+                t.partitions_existing
+            );
+            if !t.extra_columns.is_empty() {
+                println!(
+                    "    the catalog has columns the schema lacks: {} (not dropped; --drop-extra-columns to drop them)",
+                    t.extra_columns.join(", ")
+                );
+            }
+            for (batch, reason) in &t.partition_errors {
+                println!("    partition {batch} not created: {reason}");
+            }
+        }
+        if !report.changed() {
+            println!("  no change");
+        }
+    }
+    if report.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn transform_sources(mut args: RunArgs) -> ExitCode {
+    // With a catalog database, the sources' root (and, for --incremental, the batches) come
+    // from the catalog, after its tables are checked against the schema.
+    let mut catalog_batches = None;
+    if let Some(database) = &args.glue_database {
+        let sources = spark_engine::GlueClient::from_env().and_then(|glue| {
+            glue.sources_from_catalog(database, idgraph_core::SourceSchemas::embedded())
+        });
+        match sources {
+            Ok(s) => {
+                if args.output.is_none() {
+                    args.output = Some(args.input.clone());
+                }
+                args.input = s.root;
+                catalog_batches = Some(s.batches);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     let input: Location = match args.input.parse() {
         Ok(l) => l,
         Err(e) => return fail(format!("--input: {e}")),
@@ -125,6 +238,18 @@ fn transform_sources(args: RunArgs) -> ExitCode {
             Err(e) => return fail(format!("--output: {e}")),
         },
         None => input.clone(),
+    };
+    let engine = match args
+        .engine
+        .settings()
+        .or(match spark_engine::EngineSettings::from_env() {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        })
+        .resolve(&output.to_string())
+    {
+        Ok(plan) => plan,
+        Err(e) => return fail(e),
     };
     let mapping = match &args.mapping {
         Some(path) => Mapping::from_file(path),
@@ -151,6 +276,9 @@ fn transform_sources(args: RunArgs) -> ExitCode {
         force: args.force,
         progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
     };
+    if !matches!(engine, spark_engine::EnginePlan::Local) || catalog_batches.is_some() {
+        return run_on_engine(&engine, &options, catalog_batches, args.json);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.map_or(0, usize::from))
         .build();
@@ -172,6 +300,184 @@ fn transform_sources(args: RunArgs) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The batches the options select, by name. `from_catalog`: the catalog's incremental batches,
+/// for `--incremental` instead of listing the input.
+fn selected_batches(
+    options: &Options,
+    from_catalog: Option<Vec<String>>,
+) -> Result<Vec<String>, transform::Error> {
+    match &options.selection {
+        Selection::Initial => Ok(vec!["initial".to_owned()]),
+        Selection::Batch(b) => Ok(vec![b.to_string()]),
+        Selection::Pending => match from_catalog {
+            None => Ok(transform::pending(options)?
+                .into_iter()
+                .map(|b| b.to_string())
+                .collect()),
+            Some(batches) => {
+                let mut pending = Vec::new();
+                for batch in batches {
+                    let kind =
+                        idgraph_core::SourceKind::Incremental(batch.parse().map_err(|e| {
+                            transform::Error::Input(format!("catalog partition {batch}: {e}"))
+                        })?);
+                    if !transform::is_transformed(options, &kind)? {
+                        pending.push(batch);
+                    }
+                }
+                Ok(pending)
+            }
+        },
+    }
+}
+
+/// Runs the selected batches on Spark or Glue (or, with only --glue-database, here).
+fn run_on_engine(
+    engine: &spark_engine::EnginePlan,
+    options: &Options,
+    from_catalog: Option<Vec<String>>,
+    json: bool,
+) -> ExitCode {
+    let batches = match selected_batches(options, from_catalog) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    if matches!(engine, spark_engine::EnginePlan::Local) {
+        // The catalog chose the sources; the Rust transform does the work, batch by batch.
+        let mut report = RunReport {
+            batches: Vec::new(),
+        };
+        for batch in batches {
+            let mut one = options.clone();
+            one.selection = match batch.parse() {
+                Ok(b) => Selection::Batch(b),
+                Err(_) => Selection::Initial,
+            };
+            match transform::run(&one) {
+                Ok(r) => report.batches.extend(r.batches),
+                Err(e) => return fail(e),
+            }
+        }
+        if json {
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return fail(e),
+            }
+        } else {
+            print_report(&report);
+        }
+        return ExitCode::SUCCESS;
+    }
+    watch_signals();
+    let store = idgraph_storage::Store::default().with_encryption(options.encryption.clone());
+    let mut reports = Vec::new();
+    for batch in batches {
+        let job = spark_engine::BatchJob {
+            input: options.input.to_string(),
+            output: options.output.to_string(),
+            batch,
+            mapping_toml: options.mapping.text.clone(),
+            max_reject_rate: options.max_reject_rate,
+            max_file_bytes: options.max_file_bytes,
+            gzip: options.gzip,
+            force: options.force,
+        };
+        if !json {
+            eprintln!("transform: batch {} on {} ...", job.batch, engine.name());
+        }
+        match spark_engine::run_batch(engine, &job, &store, &STOP) {
+            Ok(report) => {
+                if !json {
+                    print_job_report(&report);
+                }
+                reports.push(report);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&serde_json::json!({ "batches": reports })) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(e),
+        }
+    } else if reports.is_empty() {
+        println!("transform: nothing to do (every batch already has its graph output)");
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGINT or SIGTERM stops a Glue run being followed (it is asked to stop before exiting).
+fn watch_signals() {
+    std::thread::spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    });
+}
+
+fn print_job_report(report: &spark_engine::JobReport) {
+    let m = &report.manifest;
+    println!(
+        "transform: batch {} -> {} ({})",
+        report.batch, report.output, report.engine
+    );
+    if let Some(run_id) = &report.run_id {
+        println!(
+            "  Glue run {run_id}: {} (job {})",
+            report.state,
+            report.job_action.map_or("?", |a| match a {
+                spark_engine::JobAction::Created => "created",
+                spark_engine::JobAction::Updated => "updated",
+                spark_engine::JobAction::Unchanged => "unchanged",
+            })
+        );
+    }
+    println!(
+        "  {:<14} {:>10} {:>10} {:>10} {:>8}",
+        "dataset", "read", "used", "duplicate", "rejected"
+    );
+    for d in &m.datasets {
+        println!(
+            "  {:<14} {:>10} {:>10} {:>10} {:>8}",
+            d.dataset, d.rows_read, d.rows_used, d.duplicates, d.rejects
+        );
+    }
+    println!(
+        "  {} vertices in {} labels, {} edges in {} labels",
+        m.vertices.values().sum::<u64>(),
+        m.vertices.len(),
+        m.edges.values().sum::<u64>(),
+        m.edges.len()
+    );
+    for note in &m.notes {
+        println!("  note: {note}");
+    }
+    let mut done = format!("done in {:.2} s", report.seconds);
+    if let Some(dpu) = report.dpu_seconds {
+        done.push_str(&format!(", {dpu:.0} DPU-seconds"));
+    }
+    println!("{done}");
 }
 
 fn print_report(report: &RunReport) {

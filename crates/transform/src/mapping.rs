@@ -195,6 +195,8 @@ pub struct DatasetRules {
 pub struct Mapping {
     /// SHA-256 of the mapping file's text, recorded in every manifest.
     pub text_sha256: String,
+    /// The mapping file's text, for engines that read the mapping themselves (the Spark job).
+    pub text: String,
     pub vertices: Vec<VertexLabel>,
     pub edges: Vec<EdgeLabel>,
     /// Indexed by `Dataset as usize`.
@@ -253,6 +255,7 @@ impl Mapping {
                 path: origin.to_owned(),
                 message,
             })?;
+        mapping.text = text.to_owned();
         mapping.text_sha256 = format!(
             "{:x}",
             <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())
@@ -466,6 +469,7 @@ fn resolve(file: MappingFile, schemas: &SourceSchemas) -> Result<Mapping, String
     }
     Ok(Mapping {
         text_sha256: String::new(),
+        text: String::new(),
         vertices,
         edges,
         datasets,

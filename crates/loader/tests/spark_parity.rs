@@ -1,0 +1,361 @@
+//! The Spark job (`python/idgraph_transform.py` on local Spark, `pyspark` 3.5) against the Rust
+//! transform, element for element, on the same sources: clean data, dirty data, an incremental
+//! batch, the reference generator's exports and the odd rows of the golden fixture. The Spark
+//! output must pass the Gremlin CSV validator and load into neptune-local with zero errors, the
+//! loader driving the transform with `--engine spark`.
+//!
+//! Needs Spark: `scripts/test.sh` installs `pyspark` into `target/pyenv` (or set
+//! IDGRAPH_SPARK_SUBMIT and IDGRAPH_SPARK_PYTHON).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use idgraph_storage::Store;
+use loader::{Neptune, Plan, Runner, Settings};
+use spark_engine::{BatchJob, EngineName, EnginePlan, EngineSettings, SparkPlan};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// spark-submit and the Python it runs the job with (which has `xxhash`).
+fn spark() -> (String, String) {
+    let venv = workspace().join("target/pyenv/bin");
+    let submit = std::env::var("IDGRAPH_SPARK_SUBMIT")
+        .unwrap_or_else(|_| venv.join("spark-submit").display().to_string());
+    let python = std::env::var("IDGRAPH_SPARK_PYTHON")
+        .unwrap_or_else(|_| venv.join("python").display().to_string());
+    assert!(
+        Path::new(&submit).exists() && Path::new(&python).exists(),
+        "no Spark at {submit} (python {python}): run scripts/test.sh, which installs pyspark into target/pyenv"
+    );
+    (submit, python)
+}
+
+fn spark_settings() -> EngineSettings {
+    let (submit, python) = spark();
+    EngineSettings {
+        engine: Some(EngineName::Spark),
+        spark_submit: Some(submit),
+        spark_master: Some("local[2]".to_owned()),
+        spark_conf: vec!["spark.driver.memory=1g".to_owned()],
+        spark_python: Some(python),
+        ..EngineSettings::default()
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{e}")) {
+        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+fn read_text(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        text
+    } else {
+        String::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Every element of a graph batch folder: id -> its non-empty fields by column header.
+fn elements(batch: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for kind in ["vertices", "edges"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(batch.join(kind))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.unwrap_or_else(|e| panic!("{e}")).path())
+            .collect();
+        files.sort();
+        for file in files {
+            let text = read_text(&file);
+            let mut records = gremlin_csv::Records::new(&text);
+            let header: Vec<String> = match records.next() {
+                Some(Ok(r)) => r.fields.iter().map(|f| f.text.to_string()).collect(),
+                other => panic!("{}: no header: {other:?}", file.display()),
+            };
+            for record in records {
+                let record = record.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let fields: BTreeMap<String, String> = header
+                    .iter()
+                    .zip(&record.fields)
+                    .filter(|(_, f)| !f.text.is_empty())
+                    .map(|(h, f)| (h.clone(), f.text.to_string()))
+                    .collect();
+                let id = fields.get("~id").cloned().unwrap_or_default();
+                assert!(
+                    out.insert(id.clone(), fields).is_none(),
+                    "{}: id {id} twice",
+                    file.display()
+                );
+            }
+        }
+    }
+    out
+}
+
+fn manifest(batch: &Path) -> serde_json::Value {
+    serde_json::from_str(&read_text(&batch.join("manifest.json"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The Spark batch equals the Rust batch: every element, the counts and reconciliation, the
+/// notes and every reject. Files may be split differently.
+fn assert_same_batch(rust: &Path, spark: &Path) -> usize {
+    let (r, s) = (elements(rust), elements(spark));
+    let missing: Vec<&String> = r.keys().filter(|k| !s.contains_key(*k)).take(3).collect();
+    let extra: Vec<&String> = s.keys().filter(|k| !r.contains_key(*k)).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{}: ids only in Rust's output {missing:?}, only in Spark's {extra:?}",
+        spark.display()
+    );
+    for (id, fields) in &r {
+        assert_eq!(Some(fields), s.get(id), "element {id}");
+    }
+    let (mr, ms) = (manifest(rust), manifest(spark));
+    for key in [
+        "format",
+        "batch",
+        "mapping_sha256",
+        "vertices",
+        "edges",
+        "datasets",
+        "notes",
+        "rejects_file",
+    ] {
+        assert_eq!(mr[key], ms[key], "manifest {key}");
+    }
+    assert_eq!(
+        read_text(&rust.join("rejects.csv")),
+        read_text(&spark.join("rejects.csv")),
+        "rejects.csv"
+    );
+    let report = gremlin_csv::validate_dir(spark, gremlin_csv::Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.violation_count,
+        0,
+        "{}: {:?}",
+        spark.display(),
+        report.violations
+    );
+    r.len()
+}
+
+fn rust_transform(root: &Path, selection: transform::Selection, reject_rate: f64) {
+    let mut options = transform::Options::new(
+        root.display()
+            .to_string()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+        root.display()
+            .to_string()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    options.selection = selection;
+    options.max_reject_rate = reject_rate;
+    transform::run(&options).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The loader on `root` with the Spark engine: transforms with Spark, loads into
+/// neptune-local (zero errors, or the run fails).
+fn load_with_spark(root: &Path, incremental: bool) -> loader::RunReport {
+    let plan = Plan::resolve(Settings {
+        root: Some(root.display().to_string()),
+        engine: spark_settings(),
+        ..Settings::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(plan.transform.engine, EnginePlan::Spark(_)));
+    let store = Store::default();
+    let stop = AtomicBool::new(false);
+    let neptune = Neptune::connect(&plan).unwrap_or_else(|e| panic!("{e}"));
+    let runner = Runner {
+        plan: &plan,
+        store: &store,
+        neptune: &neptune,
+        progress: false,
+        stop: &stop,
+    };
+    if incremental {
+        runner.incremental()
+    } else {
+        runner.full()
+    }
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn generate(root: &Path, records: u64, dirty_rate: f64) {
+    datagen::generate(&datagen::Config {
+        root: root.to_path_buf(),
+        records,
+        dirty_rate,
+        ..datagen::Config::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+const BATCH: &str = "20260115_060000";
+
+#[test]
+fn clean_data_and_an_incremental_batch_on_spark_equal_rust_and_load_without_errors() {
+    let (rust_dir, spark_dir) = (tempdir(), tempdir());
+    let (rust, spark) = (rust_dir.path(), spark_dir.path());
+    generate(rust, 2_000, 0.0);
+    copy_tree(
+        &rust.join("datasets/sources"),
+        &spark.join("datasets/sources"),
+    );
+    rust_transform(rust, transform::Selection::Initial, 0.01);
+    let report = load_with_spark(spark, false);
+    let initial = "datasets/graph/initial";
+    let n = assert_same_batch(&rust.join(initial), &spark.join(initial));
+    assert!(n > 5_000, "{n} elements");
+    let loaded = &report.batches[0];
+    assert!(loaded.transformed);
+    assert_eq!(
+        loaded.vertices.values().sum::<u64>() + loaded.edges.values().sum::<u64>(),
+        n as u64,
+        "every element loaded"
+    );
+
+    datagen::generate(&datagen::Config {
+        root: rust.to_path_buf(),
+        records: 500,
+        incremental: true,
+        batch: Some(BATCH.parse().unwrap_or_else(|e| panic!("{e}"))),
+        ..datagen::Config::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    copy_tree(
+        &rust.join("datasets/sources/incremental"),
+        &spark.join("datasets/sources/incremental"),
+    );
+    rust_transform(
+        rust,
+        transform::Selection::Batch(BATCH.parse().unwrap_or_else(|e| panic!("{e}"))),
+        0.01,
+    );
+    let report = load_with_spark(spark, true);
+    assert_eq!(report.batches.len(), 1);
+    let batch = format!("datasets/graph/incremental/{BATCH}");
+    assert_same_batch(&rust.join(&batch), &spark.join(&batch));
+}
+
+#[test]
+fn dirty_data_on_spark_equals_rust_reject_for_reject_and_loads_without_errors() {
+    let (rust_dir, spark_dir) = (tempdir(), tempdir());
+    let (rust, spark) = (rust_dir.path(), spark_dir.path());
+    generate(rust, 2_000, 0.05);
+    copy_tree(
+        &rust.join("datasets/sources"),
+        &spark.join("datasets/sources"),
+    );
+    rust_transform(rust, transform::Selection::Initial, 0.01);
+    load_with_spark(spark, false);
+    let initial = Path::new("datasets/graph/initial");
+    assert_same_batch(&rust.join(initial), &spark.join(initial));
+    let rejects = manifest(&spark.join(initial))["datasets"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["rejects"].as_u64()).sum::<u64>())
+        .unwrap_or_default();
+    assert!(rejects > 0, "dirty data has rejects to compare");
+}
+
+/// The reference generator's exports and the golden fixture's odd rows (quoted separators,
+/// `;` in values, a duplicate row, a bad number), through spark-submit directly.
+#[test]
+fn reference_exports_and_odd_rows_on_spark_equal_rust() {
+    let fixtures = workspace().join("crates/transform/tests/fixtures");
+    for (name, reject_rate) in [("reference", 0.01), ("golden/input", 0.5)] {
+        let input = fixtures.join(name);
+        let (rust_dir, spark_dir) = (tempdir(), tempdir());
+        copy_tree(
+            &input.join("datasets/sources"),
+            &rust_dir.path().join("datasets/sources"),
+        );
+        rust_transform(rust_dir.path(), transform::Selection::Initial, reject_rate);
+        let settings = spark_settings();
+        let plan = settings
+            .resolve(&spark_dir.path().display().to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let EnginePlan::Spark(SparkPlan { .. }) = &plan else {
+            panic!("a Spark plan")
+        };
+        let job = BatchJob {
+            input: input.display().to_string(),
+            output: spark_dir.path().display().to_string(),
+            batch: "initial".to_owned(),
+            mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
+            max_reject_rate: reject_rate,
+            max_file_bytes: 4_000,
+            gzip: name.starts_with("golden"),
+            force: false,
+        };
+        let report =
+            spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(report.state, "FINISHED");
+        let batch = Path::new("datasets/graph/initial");
+        assert_same_batch(&rust_dir.path().join(batch), &spark_dir.path().join(batch));
+    }
+}
+
+#[test]
+fn a_bad_header_fails_the_spark_job_with_the_files_name_and_column() {
+    let (input, output) = (tempdir(), tempdir());
+    let fixtures = workspace().join("crates/transform/tests/fixtures/golden/input");
+    copy_tree(&fixtures.join("datasets"), &input.path().join("datasets"));
+    let cookie = input
+        .path()
+        .join("datasets/sources/initial/cookie/cookie_data_full.csv");
+    let text = read_text(&cookie).replacen("session_id", "session", 1);
+    std::fs::write(&cookie, text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = spark_settings()
+        .resolve(&output.path().display().to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let job = BatchJob {
+        input: input.path().display().to_string(),
+        output: output.path().display().to_string(),
+        batch: "initial".to_owned(),
+        mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
+        max_reject_rate: 0.5,
+        max_file_bytes: 1 << 20,
+        gzip: false,
+        force: false,
+    };
+    let error = spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("cookie_data_full.csv")
+            && error.contains("`session`")
+            && error.contains("session_id"),
+        "{error}"
+    );
+    assert!(
+        !output.path().join("datasets/graph/initial").exists(),
+        "no graph batch after a failed job"
+    );
+}

@@ -1,0 +1,1062 @@
+#!/usr/bin/env python3
+"""The idgraph transform on Spark: the sources of one batch to the same Gremlin CSV graph batch
+that `transform` (Rust) writes, from the same `schemas/sources.toml` and `schemas/graph.toml`.
+
+Plain PySpark on `SparkSession` (no `GlueContext`), so it runs unchanged on AWS Glue 5.0, EMR,
+`spark-submit` and a laptop's `pip install pyspark`. Arguments are `--NAME value` pairs, as Glue
+passes them:
+
+  --input URI           the data root holding datasets/sources/ (a folder or s3://bucket/prefix)
+  --output URI          the root that receives datasets/graph/<batch>/
+  --batch NAME          `initial` or an incremental batch timestamp
+  --sources-schema URI  schemas/sources.toml
+  --mapping URI         schemas/graph.toml
+  --max-reject-rate F   fail when more than this fraction of rows is rejected (0.01)
+  --max-file-bytes N    split a label's file after this many bytes of text (256000000)
+  --gzip true|false     gzip the graph files
+  --force true|false    transform a batch whose manifest exists again
+
+What it shares with the Rust transform (and the parity test checks): CSV reading with the same
+record rules and reject reasons, the same normalisation, the same ids (xxh3-128 shaped as RFC 9562
+version-8 UUIDs), the same last-non-empty-wins merge in source order (dataset, file, line), the
+same typed, quoted values, and the same manifest counts. Files may be split differently.
+
+Work: the driver lists the batch's files; each file is decoded and cut into chunks at record
+boundaries exactly as Rust cuts them; chunks are parsed and mapped in parallel; one shuffle,
+partitioned by id range, groups each element's rows in id order, where they are merged and
+written, partition by partition. Local paths are written with Python file I/O, s3:// with boto3
+and server-side encryption.
+"""
+from __future__ import annotations
+
+import gzip as gzip_module
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional
+
+import xxhash
+
+DATASETS = ("first_party", "cookie", "clickstream", "transactional")
+CHUNK_BYTES = 4 << 20
+MAX_FIELD_BYTES = 1 << 30
+SEPARATOR = b"\x1f"
+# Rust's `str::trim` removes Unicode White_Space; Python's `strip()` also removes \x1c-\x1f.
+WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+SPECIAL = re.compile(r'[,\n\r"]')
+INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+I64 = (-(1 << 63), (1 << 63) - 1)
+I32 = (-(1 << 31), (1 << 31) - 1)
+
+
+class JobError(Exception):
+    """A run that cannot go on; the message names the file, column or location concerned."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas and mapping (schemas/sources.toml, schemas/graph.toml), resolved to column positions.
+
+@dataclass
+class Column:
+    name: str
+    ty: str
+    nullable: bool
+
+
+@dataclass
+class Prop:
+    name: str
+    ty: str  # String | Int | Long | Double | Date
+    cardinality: Optional[str]  # single | set | None (edges)
+
+    def header(self) -> str:
+        return f"{self.name}:{self.ty}" + (f"({self.cardinality})" if self.cardinality else "")
+
+
+@dataclass
+class VertexLabel:
+    name: str
+    normalise: str
+    key_property: str
+    props: list = field(default_factory=list)
+
+
+@dataclass
+class EdgeLabel:
+    name: str
+    props: list = field(default_factory=list)
+
+
+@dataclass
+class Rules:
+    """What one dataset's rows produce: (label, key column, [(column, property)]) per vertex
+    rule; (label, from (label, column, when), to (label, column), key columns,
+    [(column, property)]) per edge rule; columns that feed Int properties."""
+    vertices: list = field(default_factory=list)
+    edges: list = field(default_factory=list)
+    int32: set = field(default_factory=set)
+
+
+@dataclass
+class Mapping:
+    sha256: str
+    columns: dict  # dataset -> [Column]
+    vertices: list
+    edges: list
+    rules: dict  # dataset -> Rules
+
+
+def load_sources(text: str) -> dict:
+    parsed = tomllib.loads(text)
+    columns = {}
+    for entry in parsed.get("dataset", []):
+        columns[entry["name"]] = [Column(c["name"], c["type"], bool(c.get("nullable", False)))
+                                  for c in entry["columns"]]
+    missing = [d for d in DATASETS if d not in columns]
+    if missing:
+        raise JobError(f"sources schema: no dataset {', '.join(missing)}")
+    return columns
+
+
+def load_mapping(text: str, columns: dict, origin: str) -> Mapping:
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise JobError(f"{origin}: {e}") from None
+
+    def fail(message: str):
+        raise JobError(f"{origin}: {message}")
+
+    vertices = [VertexLabel(name, v["normalise"], v["key_property"])
+                for name, v in sorted(parsed.get("vertex", {}).items())]
+    for v in vertices:
+        if v.normalise not in ("trim", "lower", "upper", "phone"):
+            fail(f"vertex {v.name}: unknown normalise `{v.normalise}`")
+    index = {v.name: i for i, v in enumerate(vertices)}
+    rules = {d: Rules() for d in DATASETS}
+
+    def position(dataset: str, column: str, owner: str) -> int:
+        if dataset not in columns:
+            fail(f"{owner}: unknown dataset `{dataset}`")
+        for i, c in enumerate(columns[dataset]):
+            if c.name == column:
+                return i
+        fail(f"{owner}: dataset {dataset} has no column `{column}`")
+
+    def label_of(name: str, owner: str) -> int:
+        if name not in index:
+            fail(f"{owner}: unknown vertex label `{name}` (declare it as [vertex.{name}])")
+        return index[name]
+
+    def add_props(owner, plist, dataset, entries, is_edge):
+        sources = []
+        for e in entries:
+            column = position(dataset, e["column"], owner)
+            cardinality = None if is_edge else e.get("cardinality", "single")
+            wanted = Prop(e["property"], e["type"], cardinality)
+            found = [i for i, p in enumerate(plist) if p.name == wanted.name]
+            if found and plist[found[0]] != wanted:
+                fail(f"{owner}: property `{wanted.name}` is declared twice with different types")
+            if not found:
+                plist.append(wanted)
+                found = [len(plist) - 1]
+            sources.append((column, found[0]))
+        return sources
+
+    for entry in parsed.get("properties", []):
+        owner = f"[[properties]] of {entry['vertex']} from {entry['dataset']}"
+        label = label_of(entry["vertex"], owner)
+        key = position(entry["dataset"], entry["key"], owner)
+        props = add_props(owner, vertices[label].props, entry["dataset"], entry["columns"], False)
+        rules[entry["dataset"]].vertices.append((label, key, props))
+
+    edges: list = []
+    for entry in parsed.get("edge", []):
+        owner = f"[[edge]] {entry['label']} from {entry['dataset']}"
+        d = entry["dataset"]
+        frm, to = entry["from"], entry["to"]
+        plist: list = []
+        props = add_props(owner, plist, d, entry.get("properties", []), True)
+        existing = [i for i, e in enumerate(edges) if e.name == entry["label"]]
+        if existing and edges[existing[0]].props != plist:
+            fail(f"{owner}: every [[edge]] with label {entry['label']} must declare the same properties")
+        if not existing:
+            edges.append(EdgeLabel(entry["label"], plist))
+            existing = [len(edges) - 1]
+        rules[d].edges.append((
+            existing[0],
+            (label_of(frm["vertex"], owner), position(d, frm["column"], owner), frm.get("when")),
+            (label_of(to["vertex"], owner), position(d, to["column"], owner)),
+            [position(d, k, owner) for k in entry.get("key", [])],
+            props,
+        ))
+    for d, r in rules.items():
+        for label, _, props in r.vertices:
+            r.int32.update(c for c, p in props if vertices[label].props[p].ty == "Int")
+        for label, _, _, _, props in r.edges:
+            r.int32.update(c for c, p in props if edges[label].props[p].ty == "Int")
+    return Mapping(hashlib.sha256(text.encode()).hexdigest(), columns, vertices, edges, rules)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and ids (crates/transform/src/normalise.rs, ids.rs).
+
+def normalise(how: str, value: str) -> str:
+    trimmed = value.strip(WHITE_SPACE)
+    if how == "trim":
+        return trimmed
+    if how == "lower":
+        return trimmed.lower()
+    if how == "upper":
+        return trimmed.upper()
+    lower = trimmed.translate(ASCII_LOWER)
+    at = lower.find("ext")
+    if at < 0:
+        at = lower.find("x")
+    number = lower if at < 0 else lower[:at]
+    digits = "".join(c for c in number if "0" <= c <= "9")
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    if len(digits) == 13 and digits.startswith("001"):
+        digits = digits[3:]
+    return digits
+
+
+def uuid_text(digest: bytes) -> str:
+    b = bytearray(digest)
+    b[6] = (b[6] & 0x0F) | 0x80  # version 8
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def vertex_id(label: str, key: str) -> str:
+    return uuid_text(xxhash.xxh3_128_digest(b"v" + SEPARATOR + label.encode() + SEPARATOR + key.encode()))
+
+
+def edge_id(label: str, frm: str, to: str, keys: list) -> str:
+    data = b"e" + SEPARATOR + label.encode() + SEPARATOR + bytes.fromhex(frm.replace("-", "")) \
+        + bytes.fromhex(to.replace("-", ""))
+    for k in keys:
+        data += SEPARATOR + k.encode()
+    return uuid_text(xxhash.xxh3_128_digest(data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading CSV exactly as gremlin_csv::Records does (crates/gremlin-csv/src/record.rs).
+
+def records(text: str, line: int) -> Iterator[tuple]:
+    """Yields (line, fields, None) or (line, None, reason) for each record of `text`, whose first
+    line is `line`."""
+    n, pos = len(text), 0
+    while pos < n:
+        start_line = line
+        nl = text.find("\n", pos)
+        end = n if nl < 0 else nl
+        # The common record: no quote, no carriage return (but a CRLF ending).
+        body_end = end - 1 if nl >= 0 and end > pos and text[end - 1] == "\r" else end
+        segment = text[pos:body_end]
+        if '"' not in segment and "\r" not in segment:
+            pos = n if nl < 0 else end + 1
+            if nl >= 0:
+                line += 1
+            yield start_line, segment.split(","), None
+            continue
+        fields: list = []
+        error = None
+        while True:
+            field_no = len(fields) + 1
+            if pos < n and text[pos] == '"':
+                open_line = line
+                i = pos + 1
+                parts = []
+                segment_start = i
+                while True:
+                    q = text.find('"', i)
+                    if q < 0:
+                        line = open_line
+                        error = f"a quoted field that starts on line {open_line} is never closed"
+                        err_line = open_line
+                        break
+                    line += text.count("\n", i, q)
+                    if q + 1 < n and text[q + 1] == '"':
+                        parts.append(text[segment_start:q + 1])
+                        i = q + 2
+                        segment_start = i
+                        continue
+                    i = q
+                    break
+                if error:
+                    break
+                parts.append(text[segment_start:i])
+                fields.append("".join(parts))
+                pos = i + 1
+                c = text[pos] if pos < n else None
+                if c == ",":
+                    pos += 1
+                    continue
+                if c is None:
+                    break
+                if c == "\n":
+                    pos += 1
+                    line += 1
+                    break
+                if c == "\r" and text[pos + 1:pos + 2] == "\n":
+                    pos += 2
+                    line += 1
+                    break
+                error, err_line = f"field {field_no} has text after its closing quote", start_line
+                break
+            m = SPECIAL.search(text, pos)
+            i = n if m is None else m.start()
+            c = text[i] if i < n else None
+            if c == "\r" and text[i + 1:i + 2] != "\n":
+                pos = i
+                error = f"field {field_no} holds a carriage return but is not quoted"
+                err_line = start_line
+                break
+            if c == '"':
+                pos = i
+                error, err_line = f"field {field_no} holds a double quote but is not quoted", start_line
+                break
+            fields.append(text[pos:i])
+            if c == ",":
+                pos = i + 1
+                continue
+            pos = i if c is None else (i + 2 if c == "\r" else i + 1)
+            if i < n:
+                line += 1
+            break
+        if error is not None:
+            # Recover: skip to the start of the next line.
+            nl = text.find("\n", pos)
+            if nl < 0:
+                pos = n
+            else:
+                pos = nl + 1
+                line += 1
+            yield err_line, None, error
+        else:
+            yield start_line, fields, None
+
+
+def split_chunks(data: bytes, start: int, start_line: int, target: int) -> list:
+    """Byte ranges of about `target` bytes ending at a newline after an even number of quotes,
+    each with its first line (crates/transform/src/source.rs: split_chunks)."""
+    chunks = []
+    chunk_start, chunk_line, line = start, start_line, start_line
+    quotes = 0
+    scanned = start  # quotes and lines are counted up to here
+    n = len(data)
+    while True:
+        cut_at = chunk_start + target  # a cut needs i + 1 >= cut_at
+        i = data.find(b"\n", max(cut_at - 1, scanned))
+        while i >= 0:
+            quotes += data.count(b'"', scanned, i + 1)
+            line += data.count(b"\n", scanned, i + 1)
+            scanned = i + 1
+            if quotes % 2 == 0 and i + 1 < n:
+                break
+            i = data.find(b"\n", i + 1)
+        if i < 0:
+            break
+        chunks.append((chunk_start, i + 1, chunk_line))
+        chunk_start, chunk_line = i + 1, line
+    if chunk_start < n:
+        chunks.append((chunk_start, n, chunk_line))
+    return chunks
+
+
+def shorten(value: str) -> str:
+    return value if len(value) <= 80 else value[:80] + "..."
+
+
+def is_valid_date(b: bytes) -> bool:
+    """gremlin_csv::is_valid_date on yyyy-MM-dd[THH:mm[:ss[Z]]] bytes."""
+    if len(b) not in (10, 16, 19, 20) or b[4:5] != b"-" or b[7:8] != b"-":
+        return False
+
+    def two(at):
+        s = b[at:at + 2]
+        return int(s) if len(s) == 2 and s.isdigit() else None
+
+    hi, lo, month, day = two(0), two(2), two(5), two(8)
+    if None in (hi, lo, month, day):
+        return False
+    year = hi * 100 + lo
+    if not 1 <= month <= 12 or day == 0:
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    if day > days:
+        return False
+    if len(b) == 10:
+        return True
+    if b[10:11] != b"T" or b[13:14] != b":":
+        return False
+    hour, minute = two(11), two(14)
+    if hour is None or minute is None or hour > 23 or minute > 59:
+        return False
+    if len(b) == 16:
+        return True
+    second = two(17)
+    return b[16:17] == b":" and second is not None and second <= 59 and (len(b) == 19 or b[19:20] == b"Z")
+
+
+def timestamp(value: str) -> Optional[str]:
+    b = value.encode()
+    if len(b) < 19 or not b[:19].isascii() or b[10:11] not in (b" ", b"T"):
+        return None
+    rest = b[19:]
+    if rest.endswith(b"Z"):
+        rest = rest[:-1]
+    if rest.startswith(b"."):
+        if len(rest) == 1 or not rest[1:].isdigit() or not rest[1:].isascii():
+            return None
+    elif rest:
+        return None
+    out = (b[:10] + b"T" + b[11:19] + b"Z")
+    return out.decode() if is_valid_date(out) else None
+
+
+def convert(column: Column, raw: str, int32: bool):
+    """(value or None, None) or (None, reason): source.rs `convert`."""
+    trimmed = raw.strip(WHITE_SPACE)
+    if not trimmed or (column.nullable and trimmed.lower() == "null" and trimmed.isascii()):
+        if column.nullable:
+            return None, None
+        return None, f"column {column.name} is empty"
+    ty = column.ty
+    if ty == "string":
+        return raw, None
+    if ty == "int":
+        if INT_RE.match(trimmed) is None or not trimmed.isascii():
+            return None, f"column {column.name}: `{shorten(raw)}` is not a whole number"
+        number = int(trimmed)
+        if not I64[0] <= number <= I64[1]:
+            return None, f"column {column.name}: `{shorten(raw)}` is not a whole number"
+        if int32 and not I32[0] <= number <= I32[1]:
+            return None, f"column {column.name}: {number} does not fit an Int (32 bits) property"
+        return str(number), None
+    if ty == "date":
+        b = trimmed.encode()
+        if len(b) == 10 and is_valid_date(b):
+            return trimmed, None
+        return None, f"column {column.name}: `{shorten(raw)}` is not a date (yyyy-MM-dd)"
+    converted = timestamp(trimmed)
+    if converted is None:
+        return None, (f"column {column.name}: `{shorten(raw)}` is not a timestamp "
+                      "(yyyy-MM-dd HH:mm:ss[.ffffff])")
+    return converted, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping one chunk (crates/transform/src/elements.rs: map_chunk).
+
+def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, text: str,
+              first_line: int, lossy: bool) -> Iterator[tuple]:
+    """Yields ("R", seq, (dataset, file, line, column, reason)) for a reject, ("H", dataset, hash)
+    for each good row, ("V", (label, id), (seq, key, props)) and ("E", (label, id),
+    (seq, from, to, props)) for its elements. `seq` orders rows as the source does."""
+    dataset = DATASETS[dataset_index]
+    columns = mapping.columns[dataset]
+    rules = mapping.rules[dataset]
+    width = len(columns)
+    vertices, edges = mapping.vertices, mapping.edges
+    n_vertex_labels = len(vertices)
+    base = (dataset_index << 60) | (file_index << 40)
+    # Rows that carry no properties repeat a lot (every profile names its country): one per
+    # chunk is enough (the merge would fold them anyway, after a costlier shuffle).
+    plain_vertices: set = set()
+    plain_edges: set = set()
+    for line, fields, error in records(text, first_line):
+        seq = base | line
+        if error is not None:
+            yield "R", seq, (dataset, file, line, "", error)
+            continue
+        if len(fields) != width:
+            yield "R", seq, (dataset, file, line, "", f"expected {width} fields, found {len(fields)}")
+            continue
+        values = []
+        problem = None
+        for i, (column, raw) in enumerate(zip(columns, fields)):
+            if lossy and "\ufffd" in raw:
+                problem = (column.name, f"column {column.name} is not valid UTF-8")
+                break
+            if len(raw) > MAX_FIELD_BYTES // 4 and len(raw.encode()) > MAX_FIELD_BYTES:
+                problem = (column.name, f"column {column.name}: a value of {len(raw.encode())} bytes; "
+                                        f"at most {MAX_FIELD_BYTES} are taken")
+                break
+            value, reason = convert(column, raw, i in rules.int32)
+            if reason is not None:
+                problem = (column.name, reason)
+                break
+            values.append(value)
+        if problem is not None:
+            yield "R", seq, (dataset, file, line, problem[0], problem[1])
+            continue
+        row_hash = xxhash.xxh3_128_intdigest(b"".join(
+            (b"\x01" + v.encode() if v is not None else b"\x00") + SEPARATOR for v in values))
+        yield "H", dataset_index, row_hash
+
+        resolved: dict = {}
+
+        def resolve(label: int, column: int):
+            k = (label, column)
+            if k not in resolved:
+                vertex = vertices[label]
+                key = normalise(vertex.normalise, values[column] or "")
+                resolved[k] = (key, vertex_id(vertex.name, key) if key else None)
+            return resolved[k]
+
+        for label, key_column, props in rules.vertices:
+            key, vid = resolve(label, key_column)
+            if vid is None:
+                continue
+            out = [None] * len(vertices[label].props)
+            for column, p in props:
+                out[p] = values[column]
+            plain_vertices.add(vid)
+            yield "V", (label, vid), (seq, key, out)
+        for label, (f_label, f_column, when), (t_label, t_column), key_columns, props in rules.edges:
+            from_raw = values[f_column] or ""
+            if when == "email" and "@" not in from_raw:
+                continue
+            if when == "not-email" and "@" in from_raw:
+                continue
+            f_key, f_id = resolve(f_label, f_column)
+            if f_id is None:
+                continue
+            t_key, t_id = resolve(t_label, t_column)
+            if t_id is None:
+                continue
+            if f_id not in plain_vertices:
+                plain_vertices.add(f_id)
+                yield "V", (f_label, f_id), (seq, f_key, None)
+            if t_id not in plain_vertices:
+                plain_vertices.add(t_id)
+                yield "V", (t_label, t_id), (seq, t_key, None)
+            eid = edge_id(edges[label].name, f_id, t_id, [values[c] or "" for c in key_columns])
+            if not props:
+                if eid in plain_edges:
+                    continue
+                plain_edges.add(eid)
+            out = [None] * len(edges[label].props)
+            for column, p in props:
+                out[p] = values[column]
+            yield "E", (n_vertex_labels + label, eid), (seq, f_id, t_id, out)
+
+
+def merge(rows: list) -> tuple:
+    """One element's rows, in source order: the key or endpoints of the first, and per property
+    the value of the last row that has one (frames.rs). Rows are (seq, key..., values or None)."""
+    first = rows[0]
+    if len(rows) == 1:
+        return first[1:-1], first[-1]
+    with_values = [r[-1] for r in rows if r[-1] is not None]
+    if not with_values:
+        return first[1:-1], None
+    props = [None] * len(with_values[0])
+    for p in range(len(props)):
+        for values in reversed(with_values):
+            if values[p] is not None:
+                props[p] = values[p]
+                break
+    return first[1:-1], props
+
+
+# ---------------------------------------------------------------------------------------------
+# Gremlin CSV values (crates/gremlin-csv/src/write.rs).
+
+def _plain(value: str) -> bool:
+    return not (value[:1] in (" ", "\t") or value[-1:] in (" ", "\t")
+                or any(c in value for c in ("\0", ",", '"', "\r", "\n", ";")))
+
+
+def push_field(value: str) -> str:
+    if _plain(value):
+        return value
+    value = value.replace("\0", "")
+    if any(c in value for c in (",", '"', "\r", "\n")) or value[:1] in (" ", "\t") \
+            or value[-1:] in (" ", "\t"):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def push_string_value(value: str) -> str:
+    if _plain(value):
+        return value
+    if ";" in value:
+        return push_field(value.replace(";", "\\;"))
+    return push_field(value)
+
+
+def property_text(ty: str, value: Optional[str]) -> str:
+    if value is None:
+        return ""
+    return push_string_value(value) if ty == "String" else push_field(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage: local paths and s3:// (boto3, every write encrypted).
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def join(root: str, relative: str) -> str:
+    return root.rstrip("/") + "/" + relative if relative else root
+
+
+def _s3_parts(uri: str) -> tuple:
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def _s3_client():
+    import boto3  # on Glue and EMR already; only needed for s3://
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
+
+
+def write_bytes(uri: str, data: bytes, encryption: str = "AES256") -> None:
+    """Writes a whole object: locally to a temporary name, fsynced, then renamed."""
+    if is_s3(uri):
+        bucket, key = _s3_parts(uri)
+        _s3_client().put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption=encryption)
+        return
+    os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+    temporary = f"{uri}.tmp-{os.getpid()}"
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, uri)
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = _s3_parts(uri)
+        return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    with open(uri, "rb") as f:
+        return f.read()
+
+
+def list_files(uri: str) -> list:
+    """Relative paths of the objects under `uri`, sorted (as idgraph_storage lists them)."""
+    if is_s3(uri):
+        bucket, prefix = _s3_parts(uri)
+        prefix = prefix.rstrip("/") + "/"
+        out = []
+        for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            out.extend(o["Key"][len(prefix):] for o in page.get("Contents", []))
+        return sorted(out)
+    out = []
+    for folder, _, names in os.walk(uri):
+        for name in names:
+            out.append(os.path.relpath(os.path.join(folder, name), uri).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = _s3_parts(uri)
+        try:
+            _s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as e:  # botocore's ClientError for 404
+            if getattr(e, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+    return os.path.exists(uri)
+
+
+def remove(uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = _s3_parts(uri)
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+    elif os.path.exists(uri):
+        os.remove(uri)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a source file into chunks (source.rs: decode, check_header; lib.rs: file_chunks).
+
+def decode(name: str, data: bytes) -> tuple:
+    notes = []
+    if name.endswith(".gz"):
+        try:
+            data = gzip_module.decompress(data)
+        except (OSError, EOFError) as e:
+            raise JobError(f"{name}: not a complete gzip file ({e})") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        notes.append(f"{name}: skipped a UTF-8 byte-order mark")
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), False, notes
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), True, notes
+
+
+def check_header(name: str, dataset: str, expected: list, found: list) -> None:
+    if found == expected:
+        return
+    if len(found) == 1:
+        for delimiter, shown in ((";", ";"), ("\t", "tab"), ("|", "|")):
+            if delimiter in found[0]:
+                raise JobError(f"{name}: the header is one column; is the delimiter `{shown}`? "
+                               "Fields must be separated by commas")
+    for i, want in enumerate(expected):
+        if i >= len(found):
+            raise JobError(f"{name}: column `{want}` of the {dataset} schema is missing")
+        got = found[i]
+        if got != want:
+            order = " (columns are out of order)" if got in expected else ""
+            raise JobError(f"{name}: column {i + 1} is `{got}` where the {dataset} schema has `{want}`{order}")
+    raise JobError(f"{name}: column {len(expected) + 1} `{found[len(expected)]}` is not in the {dataset} schema")
+
+
+def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str,
+                data: bytes) -> Iterator[tuple]:
+    """("chunk", dataset, file index, name, text, first line, lossy) for each chunk of a file,
+    ("note", text) for what is worth telling; a bad header raises JobError."""
+    dataset = DATASETS[dataset_index]
+    if not data:
+        yield "note", f"{name}: empty file (no header, no rows)"
+        return
+    text, lossy, notes = decode(name, data)
+    for note in notes:
+        yield "note", note
+    first = next(records(text, 1), None)
+    if first is None:
+        raise JobError(f"{name}: no header row")
+    _, header, error = first
+    if error is not None:
+        raise JobError(f"{name}: line 1 (the header): {error}")
+    check_header(name, dataset, [c.name for c in mapping.columns[dataset]], header)
+    header_lines = 1 + sum(f.count("\n") for f in header)
+    encoded = text.encode("utf-8")
+    body = 0
+    for _ in range(header_lines):
+        nl = encoded.find(b"\n", body)
+        body = len(encoded) if nl < 0 else nl + 1
+    for start, end, line in split_chunks(encoded, body, header_lines + 1, CHUNK_BYTES):
+        yield "chunk", dataset_index, file_index, name, encoded[start:end].decode("utf-8"), line, lossy
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing one partition of merged elements.
+
+def write_partition(index: int, items: Iterator, staging: str, mapping: Mapping, limit: int,
+                    use_gzip: bool) -> Iterator[dict]:
+    """Items are ((label, id), row), in any order; merges each element's rows and writes them as
+    files `<label>-<partition>-<part>.csv[.gz]` under staging. Yields one entry per file."""
+    n_vertex = len(mapping.vertices)
+    current_label = None
+    parts: list = []
+    lines: list = []
+    size = [0]
+    header = [""]
+    part_no = [0]
+
+    def flush():
+        if not lines:
+            return
+        label = current_label
+        folder, name = ("vertices", mapping.vertices[label].name) if label < n_vertex \
+            else ("edges", mapping.edges[label - n_vertex].name)
+        ext = "csv.gz" if use_gzip else "csv"
+        relative = f"{folder}/{name}-{index:05d}-{part_no[0]:03d}.{ext}"
+        text = (header[0] + "".join(lines)).encode("utf-8")
+        data = gzip_module.compress(text, 6, mtime=0) if use_gzip else text
+        write_bytes(join(staging, relative), data)
+        parts.append({"path": relative, "kind": "vertex" if label < n_vertex else "edge",
+                      "label": name, "rows": len(lines), "bytes": len(data),
+                      "sha256": hashlib.sha256(data).hexdigest()})
+        part_no[0] += 1
+        lines.clear()
+        size[0] = len(header[0].encode())
+
+    # By label, id, then seq: each element's rows in source order.
+    ordered = sorted(items, key=lambda kv: (kv[0], kv[1][0]))
+    for (label, element_id), group in itertools.groupby(ordered, key=lambda kv: kv[0]):
+        if label != current_label:
+            flush()
+            current_label = label
+            part_no[0] = 0
+            header[0] = label_header(mapping, label) + "\n"
+            size[0] = len(header[0].encode())
+        main, props = merge([row for _, row in group])
+        if label < n_vertex:
+            vertex = mapping.vertices[label]
+            cells = [element_id, push_field(vertex.name), push_string_value(main[0])]
+            cells += [property_text(p.ty, v) for p, v in zip(vertex.props, props or [None] * len(vertex.props))]
+        else:
+            edge = mapping.edges[label - n_vertex]
+            cells = [element_id, main[0], main[1], push_field(edge.name)]
+            cells += [property_text(p.ty, v) for p, v in zip(edge.props, props or [None] * len(edge.props))]
+        line = ",".join(cells) + "\n"
+        length = len(line.encode())
+        if lines and size[0] + length > limit:
+            flush()
+        lines.append(line)
+        size[0] += length
+    flush()
+    yield from parts
+
+
+def label_header(mapping: Mapping, label: int) -> str:
+    n_vertex = len(mapping.vertices)
+    if label < n_vertex:
+        v = mapping.vertices[label]
+        cols = ["~id", "~label", f"{v.key_property}:String(single)"] + [p.header() for p in v.props]
+    else:
+        e = mapping.edges[label - n_vertex]
+        cols = ["~id", "~from", "~to", "~label"] + [p.header() for p in e.props]
+    return ",".join(cols)
+
+
+def rejects_csv(rejects: list) -> str:
+    out = ["dataset,file,line,column,reason\n"]
+    for dataset, file, line, column, reason in rejects:
+        out.append(f"{push_field(dataset)},{push_field(file)},{line},{push_field(column)},{push_field(reason)}\n")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The job.
+
+def parse_args(argv: list) -> dict:
+    """`--NAME value` pairs, as Glue passes them (it adds its own, which are ignored)."""
+    args = {}
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--") and i + 1 < len(argv):
+            args[argv[i][2:].replace("-", "_")] = argv[i + 1]
+            i += 2
+        else:
+            i += 1
+    return args
+
+
+def flag(value: Optional[str]) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def run(spark, args: dict) -> dict:
+    started = time.time()
+    for required in ("input", "output", "batch", "sources_schema", "mapping"):
+        if required not in args:
+            raise JobError(f"missing argument --{required.replace('_', '-')}")
+    batch = args["batch"]
+    if batch != "initial" and not re.fullmatch(r"\d{8}_\d{6}", batch):
+        raise JobError(f"--batch `{batch}` is neither `initial` nor a batch timestamp")
+    max_rate = float(args.get("max_reject_rate", "0.01"))
+    limit = int(args.get("max_file_bytes", "256000000"))
+    use_gzip, force = flag(args.get("gzip")), flag(args.get("force"))
+    columns = load_sources(read_bytes(args["sources_schema"]).decode())
+    mapping = load_mapping(read_bytes(args["mapping"]).decode(), columns, args["mapping"])
+    graph_dir = "datasets/graph/initial" if batch == "initial" else f"datasets/graph/incremental/{batch}"
+    target = join(args["output"], graph_dir)
+    if not force and exists(join(target, "manifest.json")):
+        raise JobError(f"batch {batch} is already transformed (its manifest.json exists); "
+                       "pass --force to transform it again")
+
+    # The batch's files, in source order. Notes keep that order too: (place, text).
+    timings = {}
+    mark = time.time()
+    files, notes, datasets = [], [], []
+    for d, dataset in enumerate(DATASETS):
+        folder = f"datasets/sources/initial/{dataset}" if batch == "initial" \
+            else f"datasets/sources/incremental/{dataset}/{batch}"
+        names = []
+        for relative in list_files(join(args["input"], folder)):
+            path = f"{folder}/{relative}"
+            place = len(files) + len(notes)
+            hidden = any(part.startswith(".") for part in relative.split("/"))
+            if hidden or not (relative.endswith(".csv") or relative.endswith(".csv.gz")):
+                notes.append((place, f"{path}: skipped (not a .csv or .csv.gz file)"))
+                continue
+            files.append((d, place, path))
+            names.append(path)
+        datasets.append({"dataset": dataset, "files": names, "rows_read": 0, "rows_used": 0,
+                         "duplicates": 0, "rejects": 0})
+    if not files:
+        raise JobError(f"no source files under {args['input']} for batch {batch} "
+                       "(expected datasets/sources/.../<dataset>/...csv[.gz]; run datagen first)")
+
+    sc = spark.sparkContext
+    parallelism = max(sc.defaultParallelism, 2)
+    root = args["input"]
+    # Closures carry the mapping to the workers (cloudpickle; a broadcast's plain pickle cannot
+    # carry classes defined in a script run as __main__, as Glue runs it).
+
+    def read_file(entry):
+        d, place, path = entry
+        for piece in file_chunks(mapping, d, place, path, read_bytes(join(root, path))):
+            yield ("N", place, piece[1]) if piece[0] == "note" else piece
+
+    def map_piece(piece):
+        if piece[0] == "N":
+            return [piece]
+        _, d, place, name, text, line, lossy = piece
+        return map_chunk(mapping, d, place, name, text, line, lossy)
+
+    # Files are read (and cut into chunks) in parallel; chunks are spread over the workers to be
+    # parsed and mapped. What the mapping yields is kept for the two passes below.
+    partitions = parallelism * 2
+    mapped = (sc.parallelize(files, max(1, min(len(files), partitions)))
+              .flatMap(read_file)
+              .repartition(partitions)
+              .flatMap(map_piece)
+              .persist())
+
+    # Reconciliation: every reject and note (few), then rows used and exact duplicates per dataset.
+    small = mapped.filter(lambda t: t[0] in ("R", "N")).collect()
+    rejects = [r for _, r in sorted((t[1], t[2]) for t in small if t[0] == "R")]
+    notes = [text for _, text in sorted(notes + [(t[1], t[2]) for t in small if t[0] == "N"])]
+    timings["read_parse_map"] = round(time.time() - mark, 3)
+    mark = time.time()
+
+    def count_distinct(pairs):
+        totals: dict = {}
+        for (d, _), n in pairs:
+            distinct, good = totals.get(d, (0, 0))
+            totals[d] = (distinct + 1, good + n)
+        return list(totals.items())
+
+    hashes: dict = {}
+    for d, (distinct, good) in (mapped.filter(lambda t: t[0] == "H").map(lambda t: ((t[1], t[2]), 1))
+                                .reduceByKey(lambda a, b: a + b, partitions)
+                                .mapPartitions(count_distinct).collect()):
+        previous = hashes.get(d, (0, 0))
+        hashes[d] = (previous[0] + distinct, previous[1] + good)
+    for d, counts in enumerate(datasets):
+        distinct, good = hashes.get(d, (0, 0))
+        counts["rows_used"] = distinct
+        counts["duplicates"] = good - distinct
+        counts["rejects"] = sum(1 for r in rejects if r[0] == DATASETS[d])
+        counts["rows_read"] = good + counts["rejects"]
+    timings["reconcile"] = round(time.time() - mark, 3)
+    mark = time.time()
+    rows = sum(c["rows_read"] for c in datasets)
+    rejects_text = rejects_csv(rejects)
+    if rows > 0 and len(rejects) > max_rate * rows:
+        write_bytes(join(target, "rejects.csv"), rejects_text.encode())
+        first = rejects[0]
+        raise JobError(f"batch {batch}: {len(rejects)} of {rows} rows rejected "
+                       f"({100 * len(rejects) / rows:.2f}%), more than --max-reject-rate {100 * max_rate:.2f}%; "
+                       f"the graph was not written. Every reject is in {join(target, 'rejects.csv')}; "
+                       f"the first: {first[1]}:{first[2]}: {first[4]}")
+
+    # Staging: a folder beside the target locally (published by one rename), the target itself
+    # on S3 (published by writing the manifest last).
+    if is_s3(target):
+        staging = target
+    else:
+        staging = join(args["output"], f"datasets/graph/.staging-{batch}-{os.getpid()}-{int(time.time())}")
+
+    def by_id_range(key):
+        # Ids are uniform hashes: their first 16 bits spread elements evenly over partitions.
+        return int(key[1][:4], 16) * partitions // 65536
+
+    stage_at = staging
+    written = (mapped.filter(lambda t: t[0] in ("V", "E"))
+               .map(lambda t: (t[1], t[2]))
+               .partitionBy(partitions, by_id_range)
+               .mapPartitionsWithIndex(lambda i, items: write_partition(i, items, stage_at, mapping,
+                                                                         limit, use_gzip))
+               .collect())
+    mapped.unpersist()
+    timings["merge_and_write"] = round(time.time() - mark, 3)
+    mark = time.time()
+
+    # Labels without rows still get a (header-only) file, as in Rust.
+    have = {(f["kind"], f["label"]) for f in written}
+    n_vertex = len(mapping.vertices)
+    for label in range(n_vertex + len(mapping.edges)):
+        kind, name = ("vertex", mapping.vertices[label].name) if label < n_vertex \
+            else ("edge", mapping.edges[label - n_vertex].name)
+        if (kind, name) in have:
+            continue
+        folder = "vertices" if kind == "vertex" else "edges"
+        relative = f"{folder}/{name}-00000-000.{'csv.gz' if use_gzip else 'csv'}"
+        text = (label_header(mapping, label) + "\n").encode()
+        data = gzip_module.compress(text, 6, mtime=0) if use_gzip else text
+        write_bytes(join(staging, relative), data)
+        written.append({"path": relative, "kind": kind, "label": name, "rows": 0, "bytes": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    written.sort(key=lambda f: f["path"])
+    vertex_counts, edge_counts = {}, {}
+    for f in written:
+        counts = vertex_counts if f["kind"] == "vertex" else edge_counts
+        counts[f["label"]] = counts.get(f["label"], 0) + f["rows"]
+    manifest = {
+        "format": 1,
+        "batch": batch,
+        "mapping_sha256": mapping.sha256,
+        "files": written,
+        "vertices": dict(sorted(vertex_counts.items())),
+        "edges": dict(sorted(edge_counts.items())),
+        "datasets": datasets,
+        "rejects_file": "rejects.csv",
+        "notes": notes,
+    }
+    write_bytes(join(staging, "rejects.csv"), rejects_text.encode())
+    write_bytes(join(staging, "manifest.json"), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
+    timings["publish"] = round(time.time() - mark, 3)
+    return {"output": target, "manifest": manifest, "seconds": round(time.time() - started, 3),
+            "timings": timings}
+
+
+def publish(staging: str, target: str, keep: set) -> None:
+    """Locally: the staged folder replaces the target by rename. On S3 the files were written in
+    place with the manifest last; files of an earlier run that this one lacks are removed."""
+    if is_s3(target):
+        for relative in list_files(target):
+            if relative not in keep:
+                remove(join(target, relative))
+        return
+    import shutil
+    old = f"{target}.replaced-{os.getpid()}"
+    if os.path.exists(target):
+        os.replace(target, old)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(staging, target)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
+def main(argv: list) -> int:
+    args = parse_args(argv)
+    from pyspark.sql import SparkSession
+    builder = SparkSession.builder.appName(f"idgraph-transform {args.get('batch', '')}")
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        report = run(spark, args)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    m = report["manifest"]
+    print(json.dumps({"output": report["output"], "seconds": report["seconds"], "timings": report["timings"],
+                      "vertices": sum(m["vertices"].values()), "edges": sum(m["edges"].values()),
+                      "datasets": m["datasets"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
