@@ -1,5 +1,6 @@
 //! Test helpers shared by the toolkit's crates.
 
+pub mod moto;
 pub mod rows;
 
 use std::collections::BTreeMap;

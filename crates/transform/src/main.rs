@@ -219,9 +219,7 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
         });
         match sources {
             Ok(s) => {
-                if args.output.is_none() {
-                    args.output = Some(args.input.clone());
-                }
+                // --output still defaults to the input root, which is now the catalog's.
                 args.input = s.root;
                 catalog_batches = Some(s.batches);
             }
