@@ -34,6 +34,7 @@ import hashlib
 import io
 import itertools
 import json
+import marshal
 import os
 import re
 import sys
@@ -46,6 +47,8 @@ import xxhash
 
 DATASETS = ("first_party", "cookie", "clickstream", "transactional")
 CHUNK_BYTES = 4 << 20
+# Source bytes per id-range partition of the merge and write.
+PARTITION_INPUT_BYTES = 32 << 20
 MAX_FIELD_BYTES = 1 << 30
 SEPARATOR = b"\x1f"
 # Rust's `str::trim` removes Unicode White_Space; Python's `strip()` also removes \x1c-\x1f.
@@ -231,24 +234,31 @@ def normalise(how: str, value: str) -> str:
     return digits
 
 
-def uuid_text(digest: bytes) -> str:
-    b = bytearray(digest)
-    b[6] = (b[6] & 0x0F) | 0x80  # version 8
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 9562 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+# The RFC 9562 variant bits (10) over the hash's own two low bits of that nibble.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def uuid_text(data: bytes) -> str:
+    """The xxh3-128 hash of `data` shaped as an RFC 9562 version-8 UUID, in its text form: the
+    version nibble set to 8, the variant bits to 10 (ids.rs: uuid::Builder::from_custom_bytes)."""
+    h = xxhash.xxh3_128_hexdigest(data)
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def vertex_id(label: str, key: str) -> str:
-    return uuid_text(xxhash.xxh3_128_digest(b"v" + SEPARATOR + label.encode() + SEPARATOR + key.encode()))
+    return uuid_text(b"v" + SEPARATOR + label.encode() + SEPARATOR + key.encode())
 
 
-def edge_id(label: str, frm: str, to: str, keys: list) -> str:
-    data = b"e" + SEPARATOR + label.encode() + SEPARATOR + bytes.fromhex(frm.replace("-", "")) \
-        + bytes.fromhex(to.replace("-", ""))
+def id_bytes(element_id: str) -> bytes:
+    return bytes.fromhex(element_id.replace("-", ""))
+
+
+def edge_id(label: str, frm: bytes, to: bytes, keys: list) -> str:
+    """`frm` and `to` are the endpoint ids' 16 bytes."""
+    data = b"e" + SEPARATOR + label.encode() + SEPARATOR + frm + to
     for k in keys:
         data += SEPARATOR + k.encode()
-    return uuid_text(xxhash.xxh3_128_digest(data))
+    return uuid_text(data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,8 +390,29 @@ def shorten(value: str) -> str:
     return value if len(value) <= 80 else value[:80] + "..."
 
 
+_DAYS: dict = {}
+
+
+def _valid_day(b: bytes) -> bool:
+    """Whether yyyy-MM-dd (10 bytes) is a date of the proleptic Gregorian calendar, remembered.
+    (A plain dict: functools' caches cannot travel to Spark's workers from a __main__ script.)"""
+    valid = _DAYS.get(b)
+    if valid is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        valid = _DAYS[b] = _is_valid_date(b)
+    return valid
+
+
 def is_valid_date(b: bytes) -> bool:
-    """gremlin_csv::is_valid_date on yyyy-MM-dd[THH:mm[:ss[Z]]] bytes."""
+    """gremlin_csv::is_valid_date on yyyy-MM-dd[THH:mm[:ss[Z]]] bytes. Days repeat a lot
+    (birthdays, event days): they are checked once."""
+    if len(b) == 10:
+        return _valid_day(b)
+    return len(b) in (16, 19, 20) and _valid_day(b[:10]) and _is_valid_date(b)
+
+
+def _is_valid_date(b: bytes) -> bool:
     if len(b) not in (10, 16, 19, 20) or b[4:5] != b"-" or b[7:8] != b"-":
         return False
 
@@ -430,6 +461,9 @@ def timestamp(value: str) -> Optional[str]:
 
 def convert(column: Column, raw: str, int32: bool):
     """(value or None, None) or (None, reason): source.rs `convert`."""
+    if column.ty == "string" and raw and raw[0] not in WHITE_SPACE and raw[-1] not in WHITE_SPACE \
+            and not (column.nullable and len(raw) == 4 and raw.lower() == "null"):
+        return raw, None
     trimmed = raw.strip(WHITE_SPACE)
     if not trimmed or (column.nullable and trimmed.lower() == "null" and trimmed.isascii()):
         if column.nullable:
@@ -462,11 +496,19 @@ def convert(column: Column, raw: str, int32: bool):
 # ---------------------------------------------------------------------------------------------
 # Mapping one chunk (crates/transform/src/elements.rs: map_chunk).
 
+def partition_of(element_id: str, partitions: int) -> int:
+    """Ids are uniform hashes: their first 16 bits spread elements evenly over partitions."""
+    return int(element_id[:4], 16) * partitions // 65536
+
+
 def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, text: str,
-              first_line: int, lossy: bool) -> Iterator[tuple]:
-    """Yields ("R", seq, (dataset, file, line, column, reason)) for a reject, ("H", dataset, hash)
-    for each good row, ("V", (label, id), (seq, key, props)) and ("E", (label, id),
-    (seq, from, to, props)) for its elements. `seq` orders rows as the source does."""
+              first_line: int, lossy: bool, partitions: int) -> tuple:
+    """Parses one chunk and maps its rows to graph elements (elements.rs: map_chunk).
+
+    Returns (rejects, hashes, elements): rejects as (seq, (dataset, file, line, column,
+    reason)); per partition, the hashes of the good rows as (dataset, hash) and the element rows
+    as (label, id, seq, key or from, to, properties or None), vertex labels first, then edge
+    labels. `seq` orders rows as the source does."""
     dataset = DATASETS[dataset_index]
     columns = mapping.columns[dataset]
     rules = mapping.rules[dataset]
@@ -474,17 +516,22 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
     vertices, edges = mapping.vertices, mapping.edges
     n_vertex_labels = len(vertices)
     base = (dataset_index << 60) | (file_index << 40)
+    rejects: list = []
+    hashes: list = [[] for _ in range(partitions)]
+    elements: list = [[] for _ in range(partitions)]
     # Rows that carry no properties repeat a lot (every profile names its country): one per
-    # chunk is enough (the merge would fold them anyway, after a costlier shuffle).
+    # chunk is enough (the merge would fold them anyway, after a costlier shuffle). Keys repeat
+    # too: each is normalised and hashed once per chunk.
     plain_vertices: set = set()
     plain_edges: set = set()
+    ids: dict = {}
     for line, fields, error in records(text, first_line):
         seq = base | line
         if error is not None:
-            yield "R", seq, (dataset, file, line, "", error)
+            rejects.append((seq, (dataset, file, line, "", error)))
             continue
         if len(fields) != width:
-            yield "R", seq, (dataset, file, line, "", f"expected {width} fields, found {len(fields)}")
+            rejects.append((seq, (dataset, file, line, "", f"expected {width} fields, found {len(fields)}")))
             continue
         values = []
         problem = None
@@ -502,84 +549,100 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
                 break
             values.append(value)
         if problem is not None:
-            yield "R", seq, (dataset, file, line, problem[0], problem[1])
+            rejects.append((seq, (dataset, file, line, problem[0], problem[1])))
             continue
-        row_hash = xxhash.xxh3_128_intdigest(b"".join(
-            (b"\x01" + v.encode() if v is not None else b"\x00") + SEPARATOR for v in values))
-        yield "H", dataset_index, row_hash
+        # Exact duplicates are counted by a hash of the row's values (repr is injective on a
+        # list of strings and Nones).
+        row_hash = xxhash.xxh3_128_intdigest(repr(values).encode())
+        hashes[row_hash % partitions].append((dataset_index, row_hash))
 
         resolved: dict = {}
 
         def resolve(label: int, column: int):
             k = (label, column)
-            if k not in resolved:
+            found = resolved.get(k)
+            if found is None:
                 vertex = vertices[label]
                 key = normalise(vertex.normalise, values[column] or "")
-                resolved[k] = (key, vertex_id(vertex.name, key) if key else None)
-            return resolved[k]
+                vid = raw_id = None
+                if key:
+                    cached = ids.get((label, key))
+                    if cached is None:
+                        vid = vertex_id(vertex.name, key)
+                        cached = ids[(label, key)] = (vid, id_bytes(vid))
+                    vid, raw_id = cached
+                found = resolved[k] = (key, vid, raw_id)
+            return found
 
         for label, key_column, props in rules.vertices:
-            key, vid = resolve(label, key_column)
+            key, vid, _ = resolve(label, key_column)
             if vid is None:
                 continue
             out = [None] * len(vertices[label].props)
             for column, p in props:
                 out[p] = values[column]
             plain_vertices.add(vid)
-            yield "V", (label, vid), (seq, key, out)
+            elements[partition_of(vid, partitions)].append((label, vid, seq, key, None, out))
         for label, (f_label, f_column, when), (t_label, t_column), key_columns, props in rules.edges:
             from_raw = values[f_column] or ""
             if when == "email" and "@" not in from_raw:
                 continue
             if when == "not-email" and "@" in from_raw:
                 continue
-            f_key, f_id = resolve(f_label, f_column)
+            f_key, f_id, f_raw = resolve(f_label, f_column)
             if f_id is None:
                 continue
-            t_key, t_id = resolve(t_label, t_column)
+            t_key, t_id, t_raw = resolve(t_label, t_column)
             if t_id is None:
+                continue
+            plain = not props and not key_columns
+            if plain and (label, f_id, t_id) in plain_edges:
                 continue
             if f_id not in plain_vertices:
                 plain_vertices.add(f_id)
-                yield "V", (f_label, f_id), (seq, f_key, None)
+                elements[partition_of(f_id, partitions)].append((f_label, f_id, seq, f_key, None, None))
             if t_id not in plain_vertices:
                 plain_vertices.add(t_id)
-                yield "V", (t_label, t_id), (seq, t_key, None)
-            eid = edge_id(edges[label].name, f_id, t_id, [values[c] or "" for c in key_columns])
-            if not props:
-                if eid in plain_edges:
-                    continue
-                plain_edges.add(eid)
-            out = [None] * len(edges[label].props)
-            for column, p in props:
-                out[p] = values[column]
-            yield "E", (n_vertex_labels + label, eid), (seq, f_id, t_id, out)
+                elements[partition_of(t_id, partitions)].append((t_label, t_id, seq, t_key, None, None))
+            if plain:
+                plain_edges.add((label, f_id, t_id))
+            eid = edge_id(edges[label].name, f_raw, t_raw, [values[c] or "" for c in key_columns])
+            out = None
+            if props:
+                out = [None] * len(edges[label].props)
+                for column, p in props:
+                    out[p] = values[column]
+            elements[partition_of(eid, partitions)].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
+    return rejects, hashes, elements
 
 
 def merge(rows: list) -> tuple:
     """One element's rows, in source order: the key or endpoints of the first, and per property
-    the value of the last row that has one (frames.rs). Rows are (seq, key..., values or None)."""
+    the value of the last row that has one (frames.rs). Rows are (label, id, seq, a, b, values
+    or None)."""
     first = rows[0]
     if len(rows) == 1:
-        return first[1:-1], first[-1]
-    with_values = [r[-1] for r in rows if r[-1] is not None]
+        return first[3], first[4], first[5]
+    with_values = [r[5] for r in rows if r[5] is not None]
     if not with_values:
-        return first[1:-1], None
+        return first[3], first[4], None
     props = [None] * len(with_values[0])
     for p in range(len(props)):
         for values in reversed(with_values):
             if values[p] is not None:
                 props[p] = values[p]
                 break
-    return first[1:-1], props
+    return first[3], first[4], props
 
 
 # ---------------------------------------------------------------------------------------------
 # Gremlin CSV values (crates/gremlin-csv/src/write.rs).
 
+_SPECIAL = re.compile(r'[\x00,";\r\n]|^[ \t]|[ \t]\Z')
+
+
 def _plain(value: str) -> bool:
-    return not (value[:1] in (" ", "\t") or value[-1:] in (" ", "\t")
-                or any(c in value for c in ("\0", ",", '"', "\r", "\n", ";")))
+    return _SPECIAL.search(value) is None
 
 
 def push_field(value: str) -> str:
@@ -653,18 +716,20 @@ def read_bytes(uri: str) -> bytes:
 
 
 def list_files(uri: str) -> list:
-    """Relative paths of the objects under `uri`, sorted (as idgraph_storage lists them)."""
+    """(relative path, size) of the objects under `uri`, sorted by path (as idgraph_storage
+    lists them)."""
     if is_s3(uri):
         bucket, prefix = _s3_parts(uri)
         prefix = prefix.rstrip("/") + "/"
         out = []
         for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            out.extend(o["Key"][len(prefix):] for o in page.get("Contents", []))
+            out.extend((o["Key"][len(prefix):], o["Size"]) for o in page.get("Contents", []))
         return sorted(out)
     out = []
     for folder, _, names in os.walk(uri):
         for name in names:
-            out.append(os.path.relpath(os.path.join(folder, name), uri).replace(os.sep, "/"))
+            path = os.path.join(folder, name)
+            out.append((os.path.relpath(path, uri).replace(os.sep, "/"), os.path.getsize(path)))
     return sorted(out)
 
 
@@ -757,60 +822,73 @@ def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str
 # ---------------------------------------------------------------------------------------------
 # Writing one partition of merged elements.
 
-def write_partition(index: int, items: Iterator, staging: str, mapping: Mapping, limit: int,
+def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping, limit: int,
                     use_gzip: bool) -> Iterator[dict]:
-    """Items are ((label, id), row), in any order; merges each element's rows and writes them as
-    files `<label>-<partition>-<part>.csv[.gz]` under staging. Yields one entry per file."""
+    """The element rows of one id range (marshalled lists from every chunk): grouped by element
+    in label, id and source order, merged, and written as files
+    `<label>-<partition>-<part>.csv[.gz]` under staging. Yields one entry per file."""
+    rows: list = []
+    for _, blob in blobs:
+        rows.extend(marshal.loads(blob))
+    # By label, id, then seq: each element's rows in source order. (label, id, seq) is unique
+    # but for one row's own repeats, which the key keeps in place (sort is stable).
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
     n_vertex = len(mapping.vertices)
-    current_label = None
     parts: list = []
-    lines: list = []
-    size = [0]
-    header = [""]
-    part_no = [0]
+    state = {"label": None, "part": 0, "lines": [], "size": 0, "header": ""}
 
     def flush():
+        lines = state["lines"]
         if not lines:
             return
-        label = current_label
+        label = state["label"]
         folder, name = ("vertices", mapping.vertices[label].name) if label < n_vertex \
             else ("edges", mapping.edges[label - n_vertex].name)
-        ext = "csv.gz" if use_gzip else "csv"
-        relative = f"{folder}/{name}-{index:05d}-{part_no[0]:03d}.{ext}"
-        text = (header[0] + "".join(lines)).encode("utf-8")
+        relative = f"{folder}/{name}-{index:05d}-{state['part']:03d}.{'csv.gz' if use_gzip else 'csv'}"
+        text = (state["header"] + "".join(lines)).encode("utf-8")
         data = gzip_module.compress(text, 6, mtime=0) if use_gzip else text
         write_bytes(join(staging, relative), data)
         parts.append({"path": relative, "kind": "vertex" if label < n_vertex else "edge",
                       "label": name, "rows": len(lines), "bytes": len(data),
                       "sha256": hashlib.sha256(data).hexdigest()})
-        part_no[0] += 1
-        lines.clear()
-        size[0] = len(header[0].encode())
+        state["part"] += 1
+        state["lines"] = []
+        state["size"] = len(state["header"].encode())
 
-    # By label, id, then seq: each element's rows in source order.
-    ordered = sorted(items, key=lambda kv: (kv[0], kv[1][0]))
-    for (label, element_id), group in itertools.groupby(ordered, key=lambda kv: kv[0]):
-        if label != current_label:
-            flush()
-            current_label = label
-            part_no[0] = 0
-            header[0] = label_header(mapping, label) + "\n"
-            size[0] = len(header[0].encode())
-        main, props = merge([row for _, row in group])
-        if label < n_vertex:
-            vertex = mapping.vertices[label]
-            cells = [element_id, push_field(vertex.name), push_string_value(main[0])]
-            cells += [property_text(p.ty, v) for p, v in zip(vertex.props, props or [None] * len(vertex.props))]
+    # Per label: its name as written and its property types.
+    labels = [(push_field(v.name), v.props) for v in mapping.vertices] + \
+        [(push_field(e.name), e.props) for e in mapping.edges]
+    name, types = "", []
+    i, n = 0, len(rows)
+    while i < n:
+        row = rows[i]
+        label, element_id = row[0], row[1]
+        j = i + 1
+        while j < n and rows[j][1] == element_id and rows[j][0] == label:
+            j += 1
+        if j == i + 1:
+            a, b, props = row[3], row[4], row[5]
         else:
-            edge = mapping.edges[label - n_vertex]
-            cells = [element_id, main[0], main[1], push_field(edge.name)]
-            cells += [property_text(p.ty, v) for p, v in zip(edge.props, props or [None] * len(edge.props))]
-        line = ",".join(cells) + "\n"
-        length = len(line.encode())
-        if lines and size[0] + length > limit:
+            a, b, props = merge(rows[i:j])
+        i = j
+        if label != state["label"]:
             flush()
-        lines.append(line)
-        size[0] += length
+            state.update(label=label, part=0, header=label_header(mapping, label) + "\n")
+            state["size"] = len(state["header"].encode())
+            name, types = labels[label]
+        if label < n_vertex:
+            line = f"{element_id},{name},{a if _SPECIAL.search(a) is None else push_string_value(a)}"
+        else:
+            line = f"{element_id},{a},{b},{name}"
+        if types:
+            values = props or [None] * len(types)
+            line += "," + ",".join([property_text(p.ty, v) for p, v in zip(types, values)])
+        line += "\n"
+        length = len(line) if line.isascii() else len(line.encode())
+        if state["lines"] and state["size"] + length > limit:
+            flush()
+        state["lines"].append(line)
+        state["size"] += length
     flush()
     yield from parts
 
@@ -876,11 +954,13 @@ def run(spark, args: dict) -> dict:
     timings = {}
     mark = time.time()
     files, notes, datasets = [], [], []
+    input_bytes = 0
     for d, dataset in enumerate(DATASETS):
         folder = f"datasets/sources/initial/{dataset}" if batch == "initial" \
             else f"datasets/sources/incremental/{dataset}/{batch}"
         names = []
-        for relative in list_files(join(args["input"], folder)):
+        for relative, size in list_files(join(args["input"], folder)):
+            input_bytes += size
             path = f"{folder}/{relative}"
             place = len(files) + len(notes)
             hidden = any(part.startswith(".") for part in relative.split("/"))
@@ -906,38 +986,50 @@ def run(spark, args: dict) -> dict:
         for piece in file_chunks(mapping, d, place, path, read_bytes(join(root, path))):
             yield ("N", place, piece[1]) if piece[0] == "note" else piece
 
+    # Chunks are parsed and mapped in parallel; each yields its rejects and notes (few), and
+    # for each id range (partition) one marshalled list of its element rows and one of its row
+    # hashes: a few large records per chunk instead of millions of small ones, which is what
+    # PySpark pays for (pickling each record, several times).
+    # Enough partitions to keep every core busy, and more as the input grows, so that one
+    # partition's element rows (about 10 times its share of source bytes, as Python objects)
+    # stay well within a worker's memory.
+    partitions = max(parallelism * 2, -(-input_bytes // PARTITION_INPUT_BYTES))
+
     def map_piece(piece):
         if piece[0] == "N":
             return [piece]
         _, d, place, name, text, line, lossy = piece
-        return map_chunk(mapping, d, place, name, text, line, lossy)
+        rejects, hashes, elements = map_chunk(mapping, d, place, name, text, line, lossy, partitions)
+        out = [("R", r) for r in rejects]
+        out += [("H", p, marshal.dumps(h)) for p, h in enumerate(hashes) if h]
+        out += [("E", p, marshal.dumps(e)) for p, e in enumerate(elements) if e]
+        return out
 
-    # Files are read (and cut into chunks) in parallel; chunks are spread over the workers to be
-    # parsed and mapped. What the mapping yields is kept for the two passes below.
-    partitions = parallelism * 2
     mapped = (sc.parallelize(files, max(1, min(len(files), partitions)))
               .flatMap(read_file)
               .repartition(partitions)
               .flatMap(map_piece)
               .persist())
 
-    # Reconciliation: every reject and note (few), then rows used and exact duplicates per dataset.
+    # Reconciliation: every reject and note, then rows used and exact duplicates per dataset.
     small = mapped.filter(lambda t: t[0] in ("R", "N")).collect()
-    rejects = [r for _, r in sorted((t[1], t[2]) for t in small if t[0] == "R")]
+    rejects = [r for _, r in sorted(t[1] for t in small if t[0] == "R")]
     notes = [text for _, text in sorted(notes + [(t[1], t[2]) for t in small if t[0] == "N"])]
     timings["read_parse_map"] = round(time.time() - mark, 3)
     mark = time.time()
 
-    def count_distinct(pairs):
-        totals: dict = {}
-        for (d, _), n in pairs:
-            distinct, good = totals.get(d, (0, 0))
-            totals[d] = (distinct + 1, good + n)
-        return list(totals.items())
+    def count_distinct(blobs):
+        seen: dict = {}
+        good: dict = {}
+        for _, blob in blobs:
+            for d, h in marshal.loads(blob):
+                seen.setdefault(d, set()).add(h)
+                good[d] = good.get(d, 0) + 1
+        return [(d, (len(seen[d]), good[d])) for d in seen]
 
     hashes: dict = {}
-    for d, (distinct, good) in (mapped.filter(lambda t: t[0] == "H").map(lambda t: ((t[1], t[2]), 1))
-                                .reduceByKey(lambda a, b: a + b, partitions)
+    for d, (distinct, good) in (mapped.filter(lambda t: t[0] == "H").map(lambda t: (t[1], t[2]))
+                                .partitionBy(partitions, lambda p: p)
                                 .mapPartitions(count_distinct).collect()):
         previous = hashes.get(d, (0, 0))
         hashes[d] = (previous[0] + distinct, previous[1] + good)
@@ -966,15 +1058,10 @@ def run(spark, args: dict) -> dict:
     else:
         staging = join(args["output"], f"datasets/graph/.staging-{batch}-{os.getpid()}-{int(time.time())}")
 
-    def by_id_range(key):
-        # Ids are uniform hashes: their first 16 bits spread elements evenly over partitions.
-        return int(key[1][:4], 16) * partitions // 65536
-
     stage_at = staging
-    written = (mapped.filter(lambda t: t[0] in ("V", "E"))
-               .map(lambda t: (t[1], t[2]))
-               .partitionBy(partitions, by_id_range)
-               .mapPartitionsWithIndex(lambda i, items: write_partition(i, items, stage_at, mapping,
+    written = (mapped.filter(lambda t: t[0] == "E").map(lambda t: (t[1], t[2]))
+               .partitionBy(partitions, lambda p: p)
+               .mapPartitionsWithIndex(lambda i, blobs: write_partition(i, blobs, stage_at, mapping,
                                                                          limit, use_gzip))
                .collect())
     mapped.unpersist()
@@ -1024,7 +1111,7 @@ def publish(staging: str, target: str, keep: set) -> None:
     """Locally: the staged folder replaces the target by rename. On S3 the files were written in
     place with the manifest last; files of an earlier run that this one lacks are removed."""
     if is_s3(target):
-        for relative in list_files(target):
+        for relative, _ in list_files(target):
             if relative not in keep:
                 remove(join(target, relative))
         return
