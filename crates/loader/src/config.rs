@@ -113,7 +113,7 @@ impl Settings {
             force: flag("IDGRAPH_FORCE")?,
             show_values: flag("IDGRAPH_SHOW_VALUES")?,
             lock_ttl_secs: number("IDGRAPH_LOCK_TTL_SECS")?.map(|n| n as u64),
-            engine: spark_engine::EngineSettings::from_env().map_err(|e| e.to_string())?,
+            engine: spark_engine::EngineSettings::from_env(&var).map_err(|e| e.to_string())?,
         })
     }
 
@@ -392,6 +392,54 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_comes_from_the_file_the_environment_or_flags_and_reaches_the_transform_plan() {
+        let file: Settings = toml::from_str(
+            "root = \"s3://lake/idgraph\"\n[engine]\nkind = \"spark\"\nspark_master = \"local[2]\"",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plan = Plan::resolve(file.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let spark_engine::EnginePlan::Spark(spark) = &plan.transform.engine else {
+            panic!("expected spark, got {:?}", plan.transform.engine)
+        };
+        assert_eq!(spark.master, "local[2]");
+
+        let env = Settings::from_env(|k| match k {
+            "IDGRAPH_ENGINE" => Some("glue".to_owned()),
+            "IDGRAPH_GLUE_ROLE" => Some("arn:aws:iam::1:role/r".to_owned()),
+            "IDGRAPH_GLUE_WORKERS" => Some("8".to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plan =
+            Plan::resolve(file.clone().overlay(env.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let spark_engine::EnginePlan::Glue(glue) = &plan.transform.engine else {
+            panic!("expected glue, got {:?}", plan.transform.engine)
+        };
+        assert_eq!(
+            (glue.workers, glue.role.as_str()),
+            (8, "arn:aws:iam::1:role/r")
+        );
+        assert_eq!(glue.scripts, "s3://lake/idgraph/glue-job");
+
+        let flags = Settings {
+            engine: spark_engine::EngineSettings {
+                engine: Some(spark_engine::EngineName::Local),
+                ..spark_engine::EngineSettings::default()
+            },
+            ..Settings::default()
+        };
+        let plan =
+            Plan::resolve(file.overlay(env).overlay(flags)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            plan.transform.engine,
+            spark_engine::EnginePlan::Local
+        ));
+
+        let refused = Settings::from_env(|k| (k == "IDGRAPH_ENGINE").then(|| "flink".to_owned()));
+        assert!(refused.err().unwrap_or_default().contains("flink"));
+    }
 
     #[test]
     fn flags_override_the_environment_which_overrides_the_file() {

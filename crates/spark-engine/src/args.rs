@@ -31,7 +31,7 @@ pub struct EngineArgs {
     /// spark: a Spark setting passed through (repeat for more).
     #[arg(long, global = true, value_name = "KEY=VALUE")]
     pub spark_conf: Vec<String>,
-    /// spark: the Python that runs the job (it needs pyspark's match and `xxhash`).
+    /// spark: the Python that runs the job, driver and workers (with `xxhash` installed).
     /// [default: python3 on PATH]
     #[arg(long, global = true, value_name = "PROGRAM")]
     pub spark_python: Option<String>,
@@ -100,8 +100,9 @@ impl EngineSettings {
     /// `IDGRAPH_SPARK_CONF` (space-separated KEY=VALUE), `IDGRAPH_SPARK_PYTHON`, `IDGRAPH_GLUE_JOB`, `IDGRAPH_GLUE_ROLE`,
     /// `IDGRAPH_GLUE_SCRIPTS`, `IDGRAPH_GLUE_WORKER_TYPE`, `IDGRAPH_GLUE_WORKERS`,
     /// `IDGRAPH_GLUE_TIMEOUT_MINUTES`.
-    pub fn from_env() -> Result<EngineSettings, EngineError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    /// `var` reads one variable (`|k| std::env::var(k).ok()`).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<EngineSettings, EngineError> {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let number = |name: &str| -> Result<Option<u32>, EngineError> {
             var(name)
                 .map(|v| {

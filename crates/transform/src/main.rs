@@ -24,6 +24,14 @@ Examples:
   # Check any folder of Gremlin CSV against the Neptune bulk loader's rules
   transform validate data/datasets/graph/initial
 
+  # The same batch on Spark (local or a cluster), or as an AWS Glue job
+  transform --engine spark --spark-master 'local[*]'
+  transform --input s3://lake/idgraph --engine glue --glue-role arn:aws:iam::123456789012:role/glue-idgraph
+
+  # The Glue Data Catalog from schemas/sources.toml, then a transform whose sources it names
+  transform catalog sync --database idgraph --root s3://lake/idgraph
+  transform --glue-database idgraph --incremental
+
 Output (under --output): datasets/graph/<initial|incremental/TS>/
   vertices/<Label>-00000.csv, edges/<label>-00000.csv, manifest.json, rejects.csv";
 
@@ -240,10 +248,12 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
     let engine = match args
         .engine
         .settings()
-        .or(match spark_engine::EngineSettings::from_env() {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        })
+        .or(
+            match spark_engine::EngineSettings::from_env(|k| std::env::var(k).ok()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            },
+        )
         .resolve(&output.to_string())
     {
         Ok(plan) => plan,
