@@ -421,29 +421,10 @@ mod moto_catalog {
         Store::for_endpoint(&moto.endpoint(), "testing", "testing")
     }
 
-    fn make_bucket(moto: &Moto, bucket: &str) {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .force_path_style(true)
-            .build();
-        block(
-            aws_sdk_s3::Client::from_conf(config)
-                .create_bucket()
-                .bucket(bucket)
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
-
     /// Sources under s3://data/root: the initial batch of every dataset, and 105 incremental
     /// batches of first_party (two BatchCreatePartition calls of at most 100).
     fn sources(moto: &Moto) -> Vec<String> {
-        make_bucket(moto, "data");
+        moto.create_bucket("data");
         let store = store(moto);
         let put = |key: String| {
             store

@@ -53,6 +53,28 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Creates a bucket (moto takes an unsigned `PUT /bucket`).
+    pub fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("moto: {e}"));
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap_or_else(|e| panic!("moto: {e}"));
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("moto: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "moto would not create bucket {bucket}: {}",
+            answer.lines().next().unwrap_or_default()
+        );
+    }
+
     /// Environment for a child process whose AWS SDK and boto3 talk to this server (test
     /// credentials; moto accepts any).
     pub fn env(&self) -> Vec<(&'static str, String)> {

@@ -310,7 +310,8 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
     }
 }
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STOP: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// The batches the options select, by name. `from_catalog`: the catalog's incremental batches,
 /// for `--incremental` instead of listing the input.
@@ -420,28 +421,11 @@ fn run_on_engine(
 
 /// SIGINT or SIGTERM stops a Glue run being followed (it is asked to stop before exiting).
 fn watch_signals() {
-    std::thread::spawn(|| {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
-    });
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, std::sync::Arc::clone(&STOP)) {
+            eprintln!("transform: warning: cannot watch signal {signal}: {e}");
+        }
+    }
 }
 
 fn print_job_report(report: &spark_engine::JobReport) {
@@ -461,16 +445,12 @@ fn print_job_report(report: &spark_engine::JobReport) {
             })
         );
     }
-    println!(
-        "  {:<14} {:>10} {:>10} {:>10} {:>8}",
-        "dataset", "read", "used", "duplicate", "rejected"
-    );
-    for d in &m.datasets {
-        println!(
-            "  {:<14} {:>10} {:>10} {:>10} {:>8}",
-            d.dataset, d.rows_read, d.rows_used, d.duplicates, d.rejects
-        );
-    }
+    print_datasets(m.datasets.iter().map(|d| {
+        (
+            d.dataset.as_str(),
+            [d.rows_read, d.rows_used, d.duplicates, d.rejects],
+        )
+    }));
     println!(
         "  {} vertices in {} labels, {} edges in {} labels",
         m.vertices.values().sum::<u64>(),
@@ -488,6 +468,17 @@ fn print_job_report(report: &spark_engine::JobReport) {
     println!("{done}");
 }
 
+/// The reconciliation table: per dataset, rows read, used, duplicate and rejected.
+fn print_datasets<'a>(rows: impl Iterator<Item = (&'a str, [u64; 4])>) {
+    println!(
+        "  {:<14} {:>10} {:>10} {:>10} {:>8}",
+        "dataset", "read", "used", "duplicate", "rejected"
+    );
+    for (dataset, [read, used, duplicates, rejects]) in rows {
+        println!("  {dataset:<14} {read:>10} {used:>10} {duplicates:>10} {rejects:>8}");
+    }
+}
+
 fn print_report(report: &RunReport) {
     if report.batches.is_empty() {
         println!("transform: nothing to do (every batch already has its graph output)");
@@ -495,16 +486,12 @@ fn print_report(report: &RunReport) {
     for batch in &report.batches {
         let m = &batch.manifest;
         println!("transform: batch {} -> {}", m.batch, batch.output);
-        println!(
-            "  {:<14} {:>10} {:>10} {:>10} {:>8}",
-            "dataset", "read", "used", "duplicate", "rejected"
-        );
-        for d in &m.datasets {
-            println!(
-                "  {:<14} {:>10} {:>10} {:>10} {:>8}",
-                d.dataset, d.rows_read, d.rows_used, d.duplicates, d.rejects
-            );
-        }
+        print_datasets(m.datasets.iter().map(|d| {
+            (
+                d.dataset.as_str(),
+                [d.rows_read, d.rows_used, d.duplicates, d.rejects],
+            )
+        }));
         let vertices: u64 = m.vertices.values().sum();
         let edges: u64 = m.edges.values().sum();
         println!(

@@ -37,26 +37,7 @@ fn json(out: Output) -> serde_json::Value {
 
 /// A bucket on moto with the golden fixture's sources under s3://lake/root.
 fn lake(moto: &Moto) -> Store {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .force_path_style(true)
-        .build();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .block_on(
-            aws_sdk_s3::Client::from_conf(config)
-                .create_bucket()
-                .bucket("lake")
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    moto.create_bucket("lake");
     let store = Store::for_endpoint(&moto.endpoint(), "testing", "testing");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/input");
     for dataset in idgraph_core::Dataset::ALL {
