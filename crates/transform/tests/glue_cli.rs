@@ -163,3 +163,85 @@ fn catalog_sync_then_a_transform_from_the_catalog_then_a_glue_run_reported() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sources, idgraph_core::SOURCES_TOML.as_bytes());
 }
+
+/// The Spark job itself on `s3://`: sources read from and the batch written to moto's S3 (the
+/// job's boto3 client follows AWS_ENDPOINT_URL), with the same counts as the Rust transform of
+/// the same sources, and every file the manifest lists in the bucket with its SHA-256.
+#[test]
+fn the_spark_job_reads_and_writes_s3() {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin");
+    let (submit, python) = (venv.join("spark-submit"), venv.join("python"));
+    assert!(
+        submit.exists(),
+        "no Spark at {}: run scripts/test.sh, which installs pyspark into target/pyenv",
+        submit.display()
+    );
+    let moto = Moto::start();
+    let store = lake(&moto);
+    let rust = json(transform(
+        &moto,
+        &[
+            "--input",
+            "s3://lake/root",
+            "--max-reject-rate",
+            "0.5",
+            "--json",
+            "--quiet",
+        ],
+    ));
+    let spark = json(transform(
+        &moto,
+        &[
+            "--input",
+            "s3://lake/root",
+            "--output",
+            "s3://lake/spark",
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[2]",
+            "--spark-submit",
+            &submit.display().to_string(),
+            "--spark-python",
+            &python.display().to_string(),
+            "--max-reject-rate",
+            "0.5",
+            "--json",
+        ],
+    ));
+    let spark = &spark["batches"][0];
+    assert_eq!(spark["state"], "FINISHED");
+    let rust = &rust["batches"][0]["manifest"];
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &store
+            .read(
+                &"s3://lake/spark/datasets/graph/initial/manifest.json"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for key in ["datasets", "vertices", "edges", "notes", "mapping_sha256"] {
+        assert_eq!(manifest[key], rust[key], "{key}");
+    }
+    assert_eq!(spark["manifest"]["vertices"], rust["vertices"]);
+    let files = manifest["files"].as_array().cloned().unwrap_or_default();
+    assert!(files.len() >= 31, "a file per label at least");
+    for file in files {
+        let path = file["path"].as_str().unwrap_or_default();
+        let bytes = store
+            .read(
+                &format!("s3://lake/spark/datasets/graph/initial/{path}")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        use sha2::Digest;
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&bytes)),
+            file["sha256"].as_str().unwrap_or_default(),
+            "{path}"
+        );
+    }
+}
