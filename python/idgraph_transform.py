@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import gzip as gzip_module
 import hashlib
-import io
-import itertools
 import json
 import marshal
 import os
 import re
+import shutil
 import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import xxhash
 
@@ -845,12 +844,8 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
         folder, name = ("vertices", mapping.vertices[label].name) if label < n_vertex \
             else ("edges", mapping.edges[label - n_vertex].name)
         relative = f"{folder}/{name}-{index:05d}-{state['part']:03d}.{'csv.gz' if use_gzip else 'csv'}"
-        text = (state["header"] + "".join(lines)).encode("utf-8")
-        data = gzip_module.compress(text, 6, mtime=0) if use_gzip else text
-        write_bytes(join(staging, relative), data)
-        parts.append({"path": relative, "kind": "vertex" if label < n_vertex else "edge",
-                      "label": name, "rows": len(lines), "bytes": len(data),
-                      "sha256": hashlib.sha256(data).hexdigest()})
+        parts.append(write_graph_file(staging, relative, "vertex" if label < n_vertex else "edge", name,
+                                      state["header"] + "".join(lines), len(lines), use_gzip))
         state["part"] += 1
         state["lines"] = []
         state["size"] = len(state["header"].encode())
@@ -891,6 +886,18 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
         state["size"] += length
     flush()
     yield from parts
+
+
+def write_graph_file(staging: str, relative: str, kind: str, label: str, text: str, rows: int,
+                     use_gzip: bool) -> dict:
+    """Writes one graph file (gzip with mtime 0, so the same rows give the same bytes) and
+    returns its manifest entry."""
+    data = text.encode("utf-8")
+    if use_gzip:
+        data = gzip_module.compress(data, 6, mtime=0)
+    write_bytes(join(staging, relative), data)
+    return {"path": relative, "kind": kind, "label": label, "rows": rows, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def label_header(mapping: Mapping, label: int) -> str:
@@ -1058,50 +1065,52 @@ def run(spark, args: dict) -> dict:
     else:
         staging = join(args["output"], f"datasets/graph/.staging-{batch}-{os.getpid()}-{int(time.time())}")
 
-    stage_at = staging
-    written = (mapped.filter(lambda t: t[0] == "E").map(lambda t: (t[1], t[2]))
-               .partitionBy(partitions, lambda p: p)
-               .mapPartitionsWithIndex(lambda i, blobs: write_partition(i, blobs, stage_at, mapping,
-                                                                         limit, use_gzip))
-               .collect())
-    mapped.unpersist()
-    timings["merge_and_write"] = round(time.time() - mark, 3)
-    mark = time.time()
+    try:
+        written = (mapped.filter(lambda t: t[0] == "E").map(lambda t: (t[1], t[2]))
+                   .partitionBy(partitions, lambda p: p)
+                   .mapPartitionsWithIndex(lambda i, blobs: write_partition(i, blobs, staging, mapping,
+                                                                           limit, use_gzip))
+                   .collect())
+        mapped.unpersist()
+        timings["merge_and_write"] = round(time.time() - mark, 3)
+        mark = time.time()
 
-    # Labels without rows still get a (header-only) file, as in Rust.
-    have = {(f["kind"], f["label"]) for f in written}
-    n_vertex = len(mapping.vertices)
-    for label in range(n_vertex + len(mapping.edges)):
-        kind, name = ("vertex", mapping.vertices[label].name) if label < n_vertex \
-            else ("edge", mapping.edges[label - n_vertex].name)
-        if (kind, name) in have:
-            continue
-        folder = "vertices" if kind == "vertex" else "edges"
-        relative = f"{folder}/{name}-00000-000.{'csv.gz' if use_gzip else 'csv'}"
-        text = (label_header(mapping, label) + "\n").encode()
-        data = gzip_module.compress(text, 6, mtime=0) if use_gzip else text
-        write_bytes(join(staging, relative), data)
-        written.append({"path": relative, "kind": kind, "label": name, "rows": 0, "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest()})
-    written.sort(key=lambda f: f["path"])
-    vertex_counts, edge_counts = {}, {}
-    for f in written:
-        counts = vertex_counts if f["kind"] == "vertex" else edge_counts
-        counts[f["label"]] = counts.get(f["label"], 0) + f["rows"]
-    manifest = {
-        "format": 1,
-        "batch": batch,
-        "mapping_sha256": mapping.sha256,
-        "files": written,
-        "vertices": dict(sorted(vertex_counts.items())),
-        "edges": dict(sorted(edge_counts.items())),
-        "datasets": datasets,
-        "rejects_file": "rejects.csv",
-        "notes": notes,
-    }
-    write_bytes(join(staging, "rejects.csv"), rejects_text.encode())
-    write_bytes(join(staging, "manifest.json"), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-    publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
+        # Labels without rows still get a (header-only) file, as in Rust.
+        have = {(f["kind"], f["label"]) for f in written}
+        n_vertex = len(mapping.vertices)
+        for label in range(n_vertex + len(mapping.edges)):
+            kind, name = ("vertex", mapping.vertices[label].name) if label < n_vertex \
+                else ("edge", mapping.edges[label - n_vertex].name)
+            if (kind, name) in have:
+                continue
+            folder = "vertices" if kind == "vertex" else "edges"
+            relative = f"{folder}/{name}-00000-000.{'csv.gz' if use_gzip else 'csv'}"
+            written.append(write_graph_file(staging, relative, kind, name,
+                                            label_header(mapping, label) + "\n", 0, use_gzip))
+        written.sort(key=lambda f: f["path"])
+        vertex_counts, edge_counts = {}, {}
+        for f in written:
+            counts = vertex_counts if f["kind"] == "vertex" else edge_counts
+            counts[f["label"]] = counts.get(f["label"], 0) + f["rows"]
+        manifest = {
+            "format": 1,
+            "batch": batch,
+            "mapping_sha256": mapping.sha256,
+            "files": written,
+            "vertices": dict(sorted(vertex_counts.items())),
+            "edges": dict(sorted(edge_counts.items())),
+            "datasets": datasets,
+            "rejects_file": "rejects.csv",
+            "notes": notes,
+        }
+        write_bytes(join(staging, "rejects.csv"), rejects_text.encode())
+        write_bytes(join(staging, "manifest.json"), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
+    except BaseException:
+        # A failed run leaves no half-written folder behind (the graph's target is untouched).
+        if not is_s3(staging) and os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     timings["publish"] = round(time.time() - mark, 3)
     return {"output": target, "manifest": manifest, "seconds": round(time.time() - started, 3),
             "timings": timings}
@@ -1115,7 +1124,6 @@ def publish(staging: str, target: str, keep: set) -> None:
             if relative not in keep:
                 remove(join(target, relative))
         return
-    import shutil
     old = f"{target}.replaced-{os.getpid()}"
     if os.path.exists(target):
         os.replace(target, old)
