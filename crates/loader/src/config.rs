@@ -409,6 +409,7 @@ mod tests {
             "IDGRAPH_ENGINE" => Some("glue".to_owned()),
             "IDGRAPH_GLUE_ROLE" => Some("arn:aws:iam::1:role/r".to_owned()),
             "IDGRAPH_GLUE_WORKERS" => Some("8".to_owned()),
+            "IDGRAPH_GLUE_WORKER_TYPE" => Some("G.2X".to_owned()),
             _ => None,
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -422,6 +423,14 @@ mod tests {
             (8, "arn:aws:iam::1:role/r")
         );
         assert_eq!(glue.scripts, "s3://lake/idgraph/glue-job");
+        assert_eq!(glue.worker_type, spark_engine::WorkerType::G2X);
+        let toml: Settings =
+            toml::from_str("[engine]\nkind = \"glue\"\nglue_worker_type = \"G.4X\"")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            toml.engine.glue_worker_type,
+            Some(spark_engine::WorkerType::G4X)
+        );
 
         let flags = Settings {
             engine: spark_engine::EngineSettings {

@@ -116,7 +116,7 @@ struct Common {
     #[arg(long, global = true, value_name = "SECS")]
     lock_ttl_secs: Option<u64>,
     #[command(flatten)]
-    engine: spark_engine::EngineArgs,
+    engine: spark_engine::EngineSettings,
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -220,7 +220,7 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         force: common.force.then_some(true),
         show_values: common.show_values.then_some(true),
         lock_ttl_secs: common.lock_ttl_secs,
-        engine: common.engine.settings(),
+        engine: common.engine.clone(),
     };
     Ok(file.overlay(env).overlay(flags))
 }

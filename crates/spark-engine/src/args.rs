@@ -15,12 +15,16 @@ pub enum EngineName {
     Glue,
 }
 
-/// Engine flags.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct EngineArgs {
+/// Engine settings, from flags (as a flattened clap group), the environment
+/// ([`EngineSettings::from_env`]) or a TOML file's `[engine]` table (where the engine is
+/// `kind`), before resolution. Every setting is optional, so sources can be layered.
+#[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
     /// Where the transform runs: here (local), under spark-submit (spark), or as an AWS Glue
     /// job (glue). [env: IDGRAPH_ENGINE] [default: local]
     #[arg(long, global = true, value_enum, value_name = "ENGINE")]
+    #[serde(rename = "kind")]
     pub engine: Option<EngineName>,
     /// spark: the spark-submit program. [default: spark-submit on PATH]
     #[arg(long, global = true, value_name = "PROGRAM")]
@@ -30,6 +34,7 @@ pub struct EngineArgs {
     pub spark_master: Option<String>,
     /// spark: a Spark setting passed through (repeat for more).
     #[arg(long, global = true, value_name = "KEY=VALUE")]
+    #[serde(default)]
     pub spark_conf: Vec<String>,
     /// spark: the Python that runs the job, driver and workers (with `xxhash` installed).
     /// [default: python3 on PATH]
@@ -54,45 +59,6 @@ pub struct EngineArgs {
     /// stops the run) 5 minutes later. [default: 120]
     #[arg(long, global = true, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=10_080))]
     pub glue_timeout_minutes: Option<u32>,
-}
-
-/// Engine settings from any source (flags, environment, a TOML file's `[engine]` table, where
-/// the engine is `kind`), before resolution.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSettings {
-    #[serde(rename = "kind")]
-    pub engine: Option<EngineName>,
-    pub spark_submit: Option<String>,
-    pub spark_master: Option<String>,
-    #[serde(default)]
-    pub spark_conf: Vec<String>,
-    pub spark_python: Option<String>,
-    pub glue_job: Option<String>,
-    pub glue_role: Option<String>,
-    pub glue_scripts: Option<String>,
-    pub glue_worker_type: Option<String>,
-    pub glue_workers: Option<u32>,
-    pub glue_timeout_minutes: Option<u32>,
-}
-
-impl EngineArgs {
-    /// The flags as settings.
-    pub fn settings(&self) -> EngineSettings {
-        EngineSettings {
-            engine: self.engine,
-            spark_submit: self.spark_submit.clone(),
-            spark_master: self.spark_master.clone(),
-            spark_conf: self.spark_conf.clone(),
-            spark_python: self.spark_python.clone(),
-            glue_job: self.glue_job.clone(),
-            glue_role: self.glue_role.clone(),
-            glue_scripts: self.glue_scripts.clone(),
-            glue_worker_type: self.glue_worker_type.map(|w| w.as_str().to_owned()),
-            glue_workers: self.glue_workers,
-            glue_timeout_minutes: self.glue_timeout_minutes,
-        }
-    }
 }
 
 impl EngineSettings {
@@ -134,7 +100,15 @@ impl EngineSettings {
             glue_job: var("IDGRAPH_GLUE_JOB"),
             glue_role: var("IDGRAPH_GLUE_ROLE"),
             glue_scripts: var("IDGRAPH_GLUE_SCRIPTS"),
-            glue_worker_type: var("IDGRAPH_GLUE_WORKER_TYPE"),
+            glue_worker_type: var("IDGRAPH_GLUE_WORKER_TYPE")
+                .map(|w| {
+                    <WorkerType as clap::ValueEnum>::from_str(&w, false).map_err(|_| {
+                        EngineError::Settings(format!(
+                            "IDGRAPH_GLUE_WORKER_TYPE: `{w}` is not G.025X, G.1X, G.2X, G.4X or G.8X"
+                        ))
+                    })
+                })
+                .transpose()?,
             glue_workers: number("IDGRAPH_GLUE_WORKERS")?,
             glue_timeout_minutes: number("IDGRAPH_GLUE_TIMEOUT_MINUTES")?,
         })
@@ -192,12 +166,7 @@ impl EngineSettings {
                     &scripts,
                 );
                 if let Some(w) = self.glue_worker_type {
-                    plan.worker_type = <WorkerType as clap::ValueEnum>::from_str(&w, false)
-                        .map_err(|_| {
-                            EngineError::Settings(format!(
-                                "glue worker type `{w}`: expected G.025X, G.1X, G.2X, G.4X or G.8X"
-                            ))
-                        })?;
+                    plan.worker_type = w;
                 }
                 if let Some(n) = self.glue_workers {
                     if n < 2 {

@@ -12,17 +12,22 @@ use sha2::{Digest, Sha256};
 use crate::{BatchJob, EngineError, JOB_SCRIPT, JOB_SCRIPT_NAME, JobReport, read_manifest};
 
 /// Glue worker types (aws-reference.md §2); each is this many DPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 pub enum WorkerType {
     #[value(name = "G.025X")]
+    #[serde(rename = "G.025X")]
     G025X,
     #[value(name = "G.1X")]
+    #[serde(rename = "G.1X")]
     G1X,
     #[value(name = "G.2X")]
+    #[serde(rename = "G.2X")]
     G2X,
     #[value(name = "G.4X")]
+    #[serde(rename = "G.4X")]
     G4X,
     #[value(name = "G.8X")]
+    #[serde(rename = "G.8X")]
     G8X,
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-pub use args::{EngineArgs, EngineName, EngineSettings};
+pub use args::{EngineName, EngineSettings};
 pub use glue::{GlueClient, GluePlan, JobAction, PYTHON_MODULES, RunOutcome, WorkerType};
 pub use submit::SparkPlan;
 

@@ -115,7 +115,7 @@ struct RunArgs {
     #[arg(long, value_name = "NAME")]
     glue_database: Option<String>,
     #[command(flatten)]
-    engine: spark_engine::EngineArgs,
+    engine: spark_engine::EngineSettings,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -247,7 +247,7 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
     };
     let engine = match args
         .engine
-        .settings()
+        .clone()
         .or(
             match spark_engine::EngineSettings::from_env(|k| std::env::var(k).ok()) {
                 Ok(s) => s,
