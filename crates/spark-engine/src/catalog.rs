@@ -296,29 +296,21 @@ impl GlueClient {
 
     /// Every table of the database, by name (paginated).
     fn tables(&self, database: &str) -> Result<BTreeMap<String, Table>, EngineError> {
-        let mut out = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .block_on(
-                    self.sdk()
-                        .get_tables()
-                        .database_name(database)
-                        .set_next_token(token.clone())
-                        .send(),
-                )
-                .map_err(|e| aws_error(&format!("GetTables {database}"), e))?;
-            for table in page.table_list() {
-                out.insert(table.name().to_owned(), table.clone());
-            }
-            token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        let pages = self
+            .block_on(
+                self.sdk()
+                    .get_tables()
+                    .database_name(database)
+                    .into_paginator()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .map_err(|e| aws_error(&format!("GetTables {database}"), e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.table_list())
+            .map(|table| (table.name().to_owned(), table.clone()))
+            .collect())
     }
 
     /// The values of every partition of a table (paginated).
@@ -327,32 +319,22 @@ impl GlueClient {
         database: &str,
         table: &str,
     ) -> Result<BTreeSet<String>, EngineError> {
-        let mut out = BTreeSet::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .block_on(
-                    self.sdk()
-                        .get_partitions()
-                        .database_name(database)
-                        .table_name(table)
-                        .set_next_token(token.clone())
-                        .send(),
-                )
-                .map_err(|e| aws_error(&format!("GetPartitions {table}"), e))?;
-            for partition in page.partitions() {
-                if let Some(value) = partition.values().first() {
-                    out.insert(value.clone());
-                }
-            }
-            token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        let pages = self
+            .block_on(
+                self.sdk()
+                    .get_partitions()
+                    .database_name(database)
+                    .table_name(table)
+                    .into_paginator()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .map_err(|e| aws_error(&format!("GetPartitions {table}"), e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.partitions())
+            .filter_map(|partition| partition.values().first().cloned())
+            .collect())
     }
 
     fn sync_partitions(

@@ -361,6 +361,104 @@ mod canned_answers {
         assert_eq!(rules[4].num_calls(), 5);
     }
 
+    /// GetTables and GetPartitions answer in pages (moto never does): every page is read.
+    #[test]
+    fn the_catalog_is_read_page_by_page() {
+        use aws_sdk_glue::operation::get_partitions::GetPartitionsOutput;
+        use aws_sdk_glue::operation::get_tables::GetTablesOutput;
+        use aws_sdk_glue::types::{Column, Partition, StorageDescriptor, Table};
+
+        fn table(schema: &idgraph_core::DatasetSchema) -> Table {
+            let name = schema.dataset.name();
+            let columns = schema
+                .column_names()
+                .map(|c| {
+                    Column::builder()
+                        .name(c)
+                        .r#type("string")
+                        .build()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect();
+            Table::builder()
+                .name(name)
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .set_columns(Some(columns))
+                        .location(format!(
+                            "s3://data/root/datasets/sources/incremental/{name}/"
+                        ))
+                        .build(),
+                )
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+        let tables: Vec<Table> = SourceSchemas::embedded().iter().map(table).collect();
+        let (first, second) = (tables[..2].to_vec(), tables[2..].to_vec());
+        // Each page is given only to the request that asks for it (by its token).
+        let tables_page_1 = mock!(aws_sdk_glue::Client::get_tables)
+            .match_requests(|r| r.next_token().is_none())
+            .sequence()
+            .output(move || {
+                GetTablesOutput::builder()
+                    .set_table_list(Some(first.clone()))
+                    .next_token("page-2")
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let tables_page_2 = mock!(aws_sdk_glue::Client::get_tables)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .sequence()
+            .output(move || {
+                GetTablesOutput::builder()
+                    .set_table_list(Some(second.clone()))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let partition = |value: &str| Partition::builder().values(value).build();
+        let partitions_page_1 = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|r| r.next_token().is_none())
+            .sequence()
+            .output(move || {
+                GetPartitionsOutput::builder()
+                    .partitions(partition("initial"))
+                    .partitions(partition("20260115_060000"))
+                    .next_token("page-2")
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let partitions_page_2 = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .sequence()
+            .output(move || {
+                GetPartitionsOutput::builder()
+                    .partitions(partition("20260116_060000"))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let client = mock_client!(
+            aws_sdk_glue,
+            RuleMode::MatchAny,
+            &[
+                &tables_page_1,
+                &tables_page_2,
+                &partitions_page_1,
+                &partitions_page_2
+            ]
+        );
+        let glue = GlueClient::from_client(client).unwrap_or_else(|e| panic!("{e}"));
+        let found = glue
+            .sources_from_catalog("idgraph", SourceSchemas::embedded())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.root, "s3://data/root");
+        assert_eq!(found.batches, ["20260115_060000", "20260116_060000"]);
+        assert_eq!(tables_page_2.num_calls(), 1);
+    }
+
     #[test]
     fn an_unknown_state_keeps_the_run_followed_until_it_succeeds() {
         let polls = mock!(aws_sdk_glue::Client::get_job_run)
