@@ -339,9 +339,9 @@ impl Stager<'_> {
         }
         if !matches!(settings.engine, spark_engine::EnginePlan::Local) {
             let job = spark_engine::BatchJob {
-                input: self.plan.root.to_string(),
-                output: self.plan.root.to_string(),
-                batch: batch_name(kind),
+                input: self.plan.root.clone(),
+                output: self.plan.root.clone(),
+                kind: kind.clone(),
                 mapping_toml: settings.mapping.text.clone(),
                 max_reject_rate: settings.max_reject_rate,
                 max_file_bytes: settings.max_file_bytes,

@@ -303,12 +303,12 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
             panic!("a Spark plan")
         };
         let job = BatchJob {
-            input: input.display().to_string(),
-            output: spark_dir.path().display().to_string(),
-            batch: "initial".to_owned(),
+            input: idgraph_storage::Location::Local(input.clone()),
+            output: idgraph_storage::Location::Local(spark_dir.path().to_path_buf()),
+            kind: idgraph_core::SourceKind::Initial,
             mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
             max_reject_rate: reject_rate,
-            max_file_bytes: 4_000,
+            max_file_bytes: SPLIT_AT,
             gzip: name.starts_with("golden"),
             force: false,
         };
@@ -318,7 +318,34 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
         assert_eq!(report.state, "FINISHED");
         let batch = Path::new("datasets/graph/initial");
         assert_same_batch(&rust_dir.path().join(batch), &spark_dir.path().join(batch));
+        assert_split(&spark_dir.path().join(batch), name);
     }
+}
+
+/// Bytes of text after which the job starts a new file, in the test above.
+const SPLIT_AT: u64 = 300;
+
+/// Files are split by size: none holds more than `SPLIT_AT` bytes of text unless it holds a
+/// single row, and some label has several files.
+fn assert_split(batch: &Path, name: &str) {
+    let manifest = manifest(batch);
+    let files = manifest["files"].as_array().cloned().unwrap_or_default();
+    let mut per_label: BTreeMap<String, usize> = BTreeMap::new();
+    for file in &files {
+        let path = file["path"].as_str().unwrap_or_default();
+        let text = read_text(&batch.join(path));
+        let rows = file["rows"].as_u64().unwrap_or_default();
+        assert!(
+            text.len() as u64 <= SPLIT_AT || rows <= 1,
+            "{name}: {path} has {rows} rows in {} bytes",
+            text.len()
+        );
+        *per_label.entry(file["label"].to_string()).or_default() += 1;
+    }
+    assert!(
+        per_label.values().any(|&n| n > 1),
+        "{name}: no label was split: {per_label:?}"
+    );
 }
 
 #[test]
@@ -335,9 +362,9 @@ fn a_bad_header_fails_the_spark_job_with_the_files_name_and_column() {
         .resolve(&output.path().display().to_string())
         .unwrap_or_else(|e| panic!("{e}"));
     let job = BatchJob {
-        input: input.path().display().to_string(),
-        output: output.path().display().to_string(),
-        batch: "initial".to_owned(),
+        input: idgraph_storage::Location::Local(input.path().to_path_buf()),
+        output: idgraph_storage::Location::Local(output.path().to_path_buf()),
+        kind: idgraph_core::SourceKind::Initial,
         mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
         max_reject_rate: 0.5,
         max_file_bytes: 1 << 20,

@@ -9,6 +9,8 @@ use aws_sdk_glue::types::{JobCommand, JobRunState, JobUpdate};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use idgraph_storage::Location;
+
 use crate::{BatchJob, EngineError, JOB_SCRIPT, JOB_SCRIPT_NAME, JobReport, read_manifest};
 
 /// Glue worker types (aws-reference.md §2); each is this many DPUs.
@@ -408,7 +410,7 @@ pub(crate) fn run(
         )));
     }
     for (what, root) in [("--input", &job.input), ("--output", &job.output)] {
-        if !root.starts_with("s3://") {
+        if !matches!(root, Location::S3 { .. }) {
             return Err(EngineError::Settings(format!(
                 "{what} `{root}`: a Glue job reads and writes S3; give an s3:// root"
             )));
@@ -435,8 +437,8 @@ pub(crate) fn run(
     let manifest = read_manifest(store, job)?;
     Ok(JobReport {
         engine: "glue",
-        batch: job.batch.clone(),
-        output: job.graph_dir(),
+        batch: job.batch(),
+        output: job.graph_dir().to_string(),
         run_id: Some(outcome.run_id),
         job_action: Some(action),
         state: outcome.state,

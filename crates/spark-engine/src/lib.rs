@@ -14,6 +14,8 @@ mod submit;
 
 use std::sync::atomic::AtomicBool;
 
+use idgraph_core::{Layout, SourceKind};
+use idgraph_storage::Location;
 use serde::{Deserialize, Serialize};
 
 pub use args::{EngineName, EngineSettings};
@@ -93,11 +95,11 @@ impl EnginePlan {
 #[derive(Debug, Clone)]
 pub struct BatchJob {
     /// The data root holding `datasets/sources/` (a folder or `s3://`).
-    pub input: String,
+    pub input: Location,
     /// The root that receives `datasets/graph/<batch>/`.
-    pub output: String,
-    /// `initial` or an incremental batch timestamp.
-    pub batch: String,
+    pub output: Location,
+    /// The initial sources or one incremental batch.
+    pub kind: SourceKind,
     /// The graph mapping's text (schemas/graph.toml or the user's).
     pub mapping_toml: String,
     pub max_reject_rate: f64,
@@ -110,9 +112,9 @@ impl BatchJob {
     /// The job's `--NAME value` arguments, the schema files given by location.
     fn arguments(&self, sources_schema: &str, mapping: &str) -> Vec<(String, String)> {
         [
-            ("--input", self.input.clone()),
-            ("--output", self.output.clone()),
-            ("--batch", self.batch.clone()),
+            ("--input", self.input.to_string()),
+            ("--output", self.output.to_string()),
+            ("--batch", self.batch()),
             ("--sources-schema", sources_schema.to_owned()),
             ("--mapping", mapping.to_owned()),
             ("--max-reject-rate", self.max_reject_rate.to_string()),
@@ -125,14 +127,17 @@ impl BatchJob {
         .collect()
     }
 
-    /// Where the batch's manifest is written.
-    pub fn graph_dir(&self) -> String {
-        let dir = if self.batch == "initial" {
-            "datasets/graph/initial".to_owned()
-        } else {
-            format!("datasets/graph/incremental/{}", self.batch)
-        };
-        format!("{}/{dir}", self.output.trim_end_matches('/'))
+    /// `initial` or the batch timestamp, as the job takes it.
+    pub fn batch(&self) -> String {
+        match &self.kind {
+            SourceKind::Initial => "initial".to_owned(),
+            SourceKind::Incremental(batch) => batch.to_string(),
+        }
+    }
+
+    /// Where the batch's graph output is written.
+    pub fn graph_dir(&self) -> Location {
+        self.output.join(&Layout::graph_dir(&self.kind))
     }
 }
 
@@ -183,9 +188,7 @@ fn read_manifest(
     store: &idgraph_storage::Store,
     job: &BatchJob,
 ) -> Result<ManifestSummary, EngineError> {
-    let location: idgraph_storage::Location = format!("{}/manifest.json", job.graph_dir())
-        .parse()
-        .map_err(|e| EngineError::Settings(format!("--output: {e}")))?;
+    let location = job.graph_dir().join("manifest.json");
     let bytes = store.read(&location)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         EngineError::Submit(format!(

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use idgraph_core::BatchId;
+use idgraph_core::{BatchId, SourceKind};
 use transform::{Location, Mapping, Options, RunReport, Selection};
 
 const EXAMPLES: &str = "\
@@ -318,24 +318,23 @@ static STOP: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> 
 fn selected_batches(
     options: &Options,
     from_catalog: Option<Vec<String>>,
-) -> Result<Vec<String>, transform::Error> {
+) -> Result<Vec<SourceKind>, transform::Error> {
     match &options.selection {
-        Selection::Initial => Ok(vec!["initial".to_owned()]),
-        Selection::Batch(b) => Ok(vec![b.to_string()]),
+        Selection::Initial => Ok(vec![SourceKind::Initial]),
+        Selection::Batch(b) => Ok(vec![SourceKind::Incremental(b.clone())]),
         Selection::Pending => match from_catalog {
             None => Ok(transform::pending(options)?
                 .into_iter()
-                .map(|b| b.to_string())
+                .map(SourceKind::Incremental)
                 .collect()),
             Some(batches) => {
                 let mut pending = Vec::new();
                 for batch in batches {
-                    let kind =
-                        idgraph_core::SourceKind::Incremental(batch.parse().map_err(|e| {
-                            transform::Error::Input(format!("catalog partition {batch}: {e}"))
-                        })?);
+                    let kind = SourceKind::Incremental(batch.parse().map_err(|e| {
+                        transform::Error::Input(format!("catalog partition {batch}: {e}"))
+                    })?);
                     if !transform::is_transformed(options, &kind)? {
-                        pending.push(batch);
+                        pending.push(kind);
                     }
                 }
                 Ok(pending)
@@ -360,11 +359,11 @@ fn run_on_engine(
         let mut report = RunReport {
             batches: Vec::new(),
         };
-        for batch in batches {
+        for kind in batches {
             let mut one = options.clone();
-            one.selection = match batch.parse() {
-                Ok(b) => Selection::Batch(b),
-                Err(_) => Selection::Initial,
+            one.selection = match kind {
+                SourceKind::Initial => Selection::Initial,
+                SourceKind::Incremental(b) => Selection::Batch(b),
             };
             match transform::run(&one) {
                 Ok(r) => report.batches.extend(r.batches),
@@ -384,11 +383,11 @@ fn run_on_engine(
     watch_signals();
     let store = idgraph_storage::Store::default().with_encryption(options.encryption.clone());
     let mut reports = Vec::new();
-    for batch in batches {
+    for kind in batches {
         let job = spark_engine::BatchJob {
-            input: options.input.to_string(),
-            output: options.output.to_string(),
-            batch,
+            input: options.input.clone(),
+            output: options.output.clone(),
+            kind,
             mapping_toml: options.mapping.text.clone(),
             max_reject_rate: options.max_reject_rate,
             max_file_bytes: options.max_file_bytes,
@@ -396,7 +395,7 @@ fn run_on_engine(
             force: options.force,
         };
         if !json {
-            eprintln!("transform: batch {} on {} ...", job.batch, engine.name());
+            eprintln!("transform: batch {} on {} ...", job.batch(), engine.name());
         }
         match spark_engine::run_batch(engine, &job, &store, &STOP) {
             Ok(report) => {
