@@ -40,6 +40,31 @@ const LOCAL_CONF: [&str; 3] = [
     "spark.ui.enabled=false",
 ];
 
+/// The spark-submit command line: the master, the loopback settings of a local master, the
+/// user's `--conf` settings (after, so they win), the Python, then the script and its arguments.
+fn command(plan: &SparkPlan, script: &str, arguments: Vec<(String, String)>) -> Command {
+    let mut command = Command::new(&plan.submit);
+    command.arg("--master").arg(&plan.master);
+    if plan.master.starts_with("local") {
+        for conf in LOCAL_CONF {
+            command.arg("--conf").arg(conf);
+        }
+    }
+    for conf in &plan.conf {
+        command.arg("--conf").arg(conf);
+    }
+    if let Some(python) = &plan.python {
+        command
+            .env("PYSPARK_PYTHON", python)
+            .env("PYSPARK_DRIVER_PYTHON", python);
+    }
+    command.arg(script);
+    for (name, value) in arguments {
+        command.arg(name).arg(value);
+    }
+    command
+}
+
 pub(crate) fn run(
     plan: &SparkPlan,
     job: &BatchJob,
@@ -65,25 +90,7 @@ pub(crate) fn run(
     let sources = write("sources.toml", idgraph_core::SOURCES_TOML)?;
     let mapping = write("graph.toml", &job.mapping_toml)?;
 
-    let mut command = Command::new(&plan.submit);
-    command.arg("--master").arg(&plan.master);
-    if plan.master.starts_with("local") {
-        for conf in LOCAL_CONF {
-            command.arg("--conf").arg(conf);
-        }
-    }
-    for conf in &plan.conf {
-        command.arg("--conf").arg(conf);
-    }
-    if let Some(python) = &plan.python {
-        command
-            .env("PYSPARK_PYTHON", python)
-            .env("PYSPARK_DRIVER_PYTHON", python);
-    }
-    command.arg(&script);
-    for (name, value) in job.arguments(&sources, &mapping) {
-        command.arg(name).arg(value);
-    }
+    let mut command = command(plan, &script, job.arguments(&sources, &mapping));
     // Spark's own log goes to a file: its INFO lines would bury the job's one-line error.
     let log = tempfile::NamedTempFile::new()
         .map_err(|e| EngineError::Submit(format!("cannot make a log file: {e}")))?;
@@ -111,8 +118,8 @@ pub(crate) fn run(
     let manifest = read_manifest(store, job)?;
     Ok(JobReport {
         engine: "spark",
-        batch: job.batch.clone(),
-        output: job.graph_dir(),
+        batch: job.batch(),
+        output: job.graph_dir().to_string(),
         run_id: None,
         job_action: None,
         state: "FINISHED".to_owned(),
@@ -146,6 +153,64 @@ fn failure_message(log: &str, code: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn master_conf_and_python_are_passed_through_after_the_loopback_settings() {
+        let plan = SparkPlan {
+            submit: "/opt/spark/bin/spark-submit".to_owned(),
+            master: "local[2]".to_owned(),
+            conf: vec![
+                "spark.ui.enabled=true".to_owned(),
+                "spark.executor.memory=8g".to_owned(),
+            ],
+            python: Some("/venv/bin/python".to_owned()),
+        };
+        let arguments = vec![("--batch".to_owned(), "initial".to_owned())];
+        let local = command(&plan, "job.py", arguments.clone());
+        assert_eq!(local.get_program(), "/opt/spark/bin/spark-submit");
+        let mut want = vec!["--master".to_owned(), "local[2]".to_owned()];
+        for conf in LOCAL_CONF
+            .iter()
+            .copied()
+            .chain(plan.conf.iter().map(String::as_str))
+        {
+            want.extend(["--conf".to_owned(), conf.to_owned()]);
+        }
+        want.extend(["job.py", "--batch", "initial"].map(str::to_owned));
+        assert_eq!(args(&local), want);
+        let envs: Vec<(String, String)> = local
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        assert!(envs.contains(&("PYSPARK_PYTHON".to_owned(), "/venv/bin/python".to_owned())));
+
+        // A cluster's master gets no loopback settings: its driver must be reachable.
+        let cluster = command(
+            &SparkPlan {
+                master: "yarn".to_owned(),
+                ..plan
+            },
+            "job.py",
+            arguments,
+        );
+        assert!(!args(&cluster).iter().any(|a| a.contains("127.0.0.1")));
+        assert_eq!(
+            args(&cluster)[..4],
+            ["--master", "yarn", "--conf", "spark.ui.enabled=true"]
+        );
+    }
 
     #[test]
     fn the_jobs_own_error_line_is_the_message() {
