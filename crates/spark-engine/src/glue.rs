@@ -287,17 +287,20 @@ impl GlueClient {
         stop: &AtomicBool,
     ) -> Result<RunOutcome, EngineError> {
         let started = Instant::now();
-        let run_id = self
-            .block_on(
-                self.client
-                    .start_job_run()
-                    .job_name(&plan.job_name)
-                    .set_arguments(Some(arguments))
-                    .send(),
-            )
-            .map_err(|e| aws_error(&format!("StartJobRun {}", plan.job_name), e))?
-            .job_run_id
-            .ok_or_else(|| EngineError::Aws("StartJobRun returned no run id".to_owned()))?;
+        let run_id = match self.run_in_flight(plan, &arguments)? {
+            Some(run_id) => run_id,
+            None => self
+                .block_on(
+                    self.client
+                        .start_job_run()
+                        .job_name(&plan.job_name)
+                        .set_arguments(Some(arguments))
+                        .send(),
+                )
+                .map_err(|e| aws_error(&format!("StartJobRun {}", plan.job_name), e))?
+                .job_run_id
+                .ok_or_else(|| EngineError::Aws("StartJobRun returned no run id".to_owned()))?,
+        };
         let mut wait = plan.poll_initial;
         loop {
             let run = self
@@ -373,6 +376,48 @@ impl GlueClient {
             }
             wait = (wait * 2).min(plan.poll_max);
         }
+    }
+
+    /// A run of the job with the same batch and output that has not ended: one started by a
+    /// command that was killed while following it. It is followed instead of starting a second
+    /// run that would write the same batch at the same time.
+    fn run_in_flight(
+        &self,
+        plan: &GluePlan,
+        arguments: &HashMap<String, String>,
+    ) -> Result<Option<String>, EngineError> {
+        let pages = self
+            .block_on(
+                self.client
+                    .get_job_runs()
+                    .job_name(&plan.job_name)
+                    .into_paginator()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .map_err(|e| aws_error(&format!("GetJobRuns {}", plan.job_name), e))?;
+        let same = |run: &aws_sdk_glue::types::JobRun| {
+            ["--batch", "--output"]
+                .iter()
+                .all(|key| run.arguments().and_then(|a| a.get(*key)) == arguments.get(*key))
+        };
+        let ended = |state: Option<&JobRunState>| {
+            matches!(
+                state,
+                Some(
+                    JobRunState::Succeeded
+                        | JobRunState::Failed
+                        | JobRunState::Stopped
+                        | JobRunState::Timeout
+                        | JobRunState::Error
+                )
+            )
+        };
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.job_runs())
+            .find(|run| !ended(run.job_run_state()) && same(run))
+            .and_then(|run| run.id().map(str::to_owned)))
     }
 
     fn stop_run(&self, plan: &GluePlan, run_id: &str) -> Result<(), EngineError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_glue::operation::batch_stop_job_run::BatchStopJobRunOutput;
 use aws_sdk_glue::operation::get_job::GetJobOutput;
 use aws_sdk_glue::operation::get_job_run::GetJobRunOutput;
+use aws_sdk_glue::operation::get_job_runs::GetJobRunsOutput;
 use aws_sdk_glue::operation::start_job_run::StartJobRunOutput;
 use aws_sdk_glue::operation::update_job::UpdateJobOutput;
 use aws_sdk_glue::types::{Job, JobCommand, JobRun, JobRunState, WorkerType as SdkWorker};
@@ -217,6 +218,15 @@ mod canned_answers {
             .then_output(|| StartJobRunOutput::builder().job_run_id("jr_1").build())
     }
 
+    /// GetJobRuns with these runs of the job (none in flight unless a test says so).
+    fn earlier_runs(runs: Vec<JobRun>) -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_glue::Client::get_job_runs).then_output(move || {
+            GetJobRunsOutput::builder()
+                .set_job_runs(Some(runs.clone()))
+                .build()
+        })
+    }
+
     fn stop_rule() -> aws_smithy_mocks::Rule {
         mock!(aws_sdk_glue::Client::batch_stop_job_run)
             .match_requests(|r| r.job_run_ids() == ["jr_1".to_owned()])
@@ -238,8 +248,12 @@ mod canned_answers {
                 .output(|| run_in(JobRunState::Running, None))
                 .output(move || run_in(state.clone(), Some("No module named 'xxhash'")))
                 .build();
-            let (start, stop) = (start(), stop_rule());
-            let client = mock_client!(aws_sdk_glue, RuleMode::MatchAny, &[&start, &polls, &stop]);
+            let (start, stop, earlier) = (start(), stop_rule(), earlier_runs(Vec::new()));
+            let client = mock_client!(
+                aws_sdk_glue,
+                RuleMode::MatchAny,
+                &[&earlier, &start, &polls, &stop]
+            );
             let glue = GlueClient::from_client(client).unwrap_or_else(|e| panic!("{e}"));
             let result = glue.run_and_follow(&plan(), Default::default(), &AtomicBool::new(false));
             match result {
@@ -459,6 +473,52 @@ mod canned_answers {
         assert_eq!(tables_page_2.num_calls(), 1);
     }
 
+    /// A command killed while following a run leaves it going; the next one follows that run
+    /// (same batch and output) instead of starting a second writer of the same batch. A run of
+    /// another batch, or one that has ended, is not taken.
+    #[test]
+    fn a_run_left_in_flight_for_the_same_batch_is_followed_not_started_again() {
+        let arguments: std::collections::HashMap<String, String> = [
+            ("--batch", "20260115_060000"),
+            ("--output", "s3://data/root"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let run = |id: &str, state: JobRunState, batch: &str| {
+            let mut args = arguments.clone();
+            args.insert("--batch".to_owned(), batch.to_owned());
+            JobRun::builder()
+                .id(id)
+                .job_run_state(state)
+                .set_arguments(Some(args))
+                .build()
+        };
+        let earlier = earlier_runs(vec![
+            run("jr_other", JobRunState::Running, "20260116_060000"),
+            run("jr_done", JobRunState::Failed, "20260115_060000"),
+            run("jr_left", JobRunState::Running, "20260115_060000"),
+        ]);
+        let polls = mock!(aws_sdk_glue::Client::get_job_run)
+            .match_requests(|r| r.run_id() == Some("jr_left"))
+            .then_output(|| run_in(JobRunState::Succeeded, None));
+        let start = start();
+        let client = mock_client!(
+            aws_sdk_glue,
+            RuleMode::MatchAny,
+            &[&earlier, &start, &polls]
+        );
+        let glue = GlueClient::from_client(client).unwrap_or_else(|e| panic!("{e}"));
+        let outcome = glue
+            .run_and_follow(&plan(), arguments, &AtomicBool::new(false))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (outcome.run_id.as_str(), outcome.state.as_str()),
+            ("jr_left", "SUCCEEDED")
+        );
+        assert_eq!(start.num_calls(), 0, "no second run");
+    }
+
     #[test]
     fn an_unknown_state_keeps_the_run_followed_until_it_succeeds() {
         let polls = mock!(aws_sdk_glue::Client::get_job_run)
@@ -467,8 +527,12 @@ mod canned_answers {
             .output(|| run_in(JobRunState::Waiting, None))
             .output(|| run_in(JobRunState::Succeeded, None))
             .build();
-        let start = start();
-        let client = mock_client!(aws_sdk_glue, RuleMode::MatchAny, &[&start, &polls]);
+        let (start, earlier) = (start(), earlier_runs(Vec::new()));
+        let client = mock_client!(
+            aws_sdk_glue,
+            RuleMode::MatchAny,
+            &[&earlier, &start, &polls]
+        );
         let glue = GlueClient::from_client(client).unwrap_or_else(|e| panic!("{e}"));
         let outcome = glue
             .run_and_follow(&plan(), Default::default(), &AtomicBool::new(false))
@@ -487,8 +551,12 @@ mod canned_answers {
                 .output(|| run_in(JobRunState::Running, None))
                 .repeatedly()
                 .build();
-            let (start, stop) = (start(), stop_rule());
-            let client = mock_client!(aws_sdk_glue, RuleMode::MatchAny, &[&start, &polls, &stop]);
+            let (start, stop, earlier) = (start(), stop_rule(), earlier_runs(Vec::new()));
+            let client = mock_client!(
+                aws_sdk_glue,
+                RuleMode::MatchAny,
+                &[&earlier, &start, &polls, &stop]
+            );
             let glue = GlueClient::from_client(client).unwrap_or_else(|e| panic!("{e}"));
             let mut plan = plan();
             plan.deadline = Duration::from_millis(if interrupt { 60_000 } else { 300 });
