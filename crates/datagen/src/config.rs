@@ -8,7 +8,7 @@ use idgraph_core::{BatchId, SourceKind};
 
 use crate::Error;
 use crate::catalog::Pool;
-use crate::people::MAX_PEOPLE;
+use crate::people::{ALIAS_BASE, MAX_PEOPLE};
 use crate::state::{BatchRecord, GenState};
 use crate::timefmt::{SECONDS_PER_DAY, days_since_epoch};
 
@@ -41,6 +41,10 @@ pub struct Config {
     pub dirty_rate: f64,
     /// Also write ground-truth files mapping rows to people.
     pub truth: bool,
+    /// The share of people who leave traces that only identity resolution can join (a second
+    /// profile, purchases by a differently written email, anonymous sessions, a shared
+    /// household); 0 keeps every person's traces tidy.
+    pub fragmentation: f64,
     /// Worker threads; `None`: one per core.
     pub threads: Option<usize>,
     /// Replace existing output.
@@ -64,6 +68,7 @@ impl Default for Config {
             as_of: None,
             dirty_rate: 0.0,
             truth: false,
+            fragmentation: 0.0,
             threads: None,
             force: false,
             gzip: false,
@@ -105,6 +110,7 @@ pub(crate) struct Plan {
     pub(crate) devices: Pools,
     pub(crate) dirty_rate: f64,
     pub(crate) truth: bool,
+    pub(crate) fragmentation: f64,
     pub(crate) gzip: bool,
     pub(crate) force: bool,
     pub(crate) threads: usize,
@@ -138,6 +144,12 @@ impl Plan {
             return Err(invalid(format!(
                 "--dirty-rate must be a fraction from 0 to 1, got {}",
                 config.dirty_rate
+            )));
+        }
+        if !(0.0..=1.0).contains(&config.fragmentation) {
+            return Err(invalid(format!(
+                "--fragmentation must be a fraction from 0 to 1, got {}",
+                config.fragmentation
             )));
         }
         if !(0.0..=1.0).contains(&config.update_share) {
@@ -197,6 +209,7 @@ impl Plan {
             },
             dirty_rate: config.dirty_rate,
             truth: config.truth,
+            fragmentation: config.fragmentation,
             gzip: config.gzip,
             force: config.force,
             threads,
@@ -218,6 +231,7 @@ impl Plan {
                 "--records must be at most {MAX_PEOPLE} (every person needs a distinct SSN-style external id)"
             )));
         }
+        check_alias_room(config, config.records)?;
         let as_of = match config.as_of {
             Some(date) => date,
             None => DEFAULT_AS_OF
@@ -299,6 +313,7 @@ impl Plan {
             )));
         }
 
+        check_alias_room(config, state.people.saturating_add(new_people))?;
         let (year, month, day, hour, minute, second) = batch.parts();
         let batch_time = NaiveDate::from_ymd_opt(year as i32, month, day)
             .and_then(|d| d.and_hms_opt(hour, minute, second))
@@ -363,6 +378,18 @@ impl Plan {
             SourceKind::Incremental(batch) => Some(batch),
         }
     }
+}
+
+/// Second profiles take their names from person numbers above `ALIAS_BASE`, so a fragmented
+/// population must stay below it.
+fn check_alias_room(config: &Config, people: u64) -> Result<(), Error> {
+    if config.fragmentation > 0.0 && people > ALIAS_BASE {
+        return Err(invalid(format!(
+            "--fragmentation needs the population to stay at most {ALIAS_BASE} people (second \
+             profiles take names from the numbers above); it would reach {people}"
+        )));
+    }
+    Ok(())
 }
 
 fn now_batch_id() -> Result<BatchId, Error> {

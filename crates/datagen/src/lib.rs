@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 pub use config::{Config, DEFAULT_AS_OF, DEFAULT_SEED};
 pub use dirt::DirtCounts;
-pub use output::FileStats;
+pub use output::{FileStats, FragmentCounts};
 pub use report::{DatasetReport, Report};
 
 use output::{FinishedFile, OutputFile, SealedChunk, remove_if_present};
@@ -171,10 +171,12 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
 
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let mut dirt = DirtCounts::default();
+    let mut fragments = FragmentCounts::default();
     let datasets: Vec<DatasetReport> = written
         .into_iter()
         .map(|w| {
             dirt.add(&w.stats.dirt);
+            fragments.add(&w.stats.fragments);
             DatasetReport {
                 dataset: w.dataset.name().to_owned(),
                 path: w.path,
@@ -208,6 +210,8 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
         rows,
         bytes,
         dirt,
+        fragmentation: plan.fragmentation,
+        fragments,
         existing_person_rows: existing,
         existing_share: if rows == 0 {
             0.0

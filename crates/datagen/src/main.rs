@@ -17,6 +17,9 @@ Examples:
   # Dirty data (duplicates, case/space variants, empty fields, malformed rows) and ground truth
   datagen --records 100000 --dirty-rate 0.05 --truth --force
 
+  # People scattered over several profiles, emails, cookies and households, for resolve
+  datagen --records 100000 --fragmentation 0.2 --truth --force
+
   # An incremental batch about the same people (run after the initial population)
   datagen --incremental --records 2000 --timestamp 20260115_060000
 
@@ -26,7 +29,7 @@ Examples:
 Output layout (under --out):
   datasets/sources/initial/<dataset>/<dataset>_data_full.csv
   datasets/sources/incremental/<dataset>/<YYYYMMDD_HHMMSS>/<dataset>_data_inc.csv
-  datasets/truth/...            with --truth: line,person_id for every row about a person
+  datasets/truth/...            with --truth: line,person_id for every row
   datasets/sources/datagen_state.json   the population incremental batches refer to";
 
 /// Generate mock first-party (CRM), cookie, clickstream and transaction datasets for an
@@ -77,9 +80,17 @@ struct Cli {
     #[arg(long, value_name = "R", default_value_t = 0.0, value_parser = fraction, allow_hyphen_values = true)]
     dirty_rate: f64,
 
-    /// Also write ground truth: for every row about a person, its line and the person's id.
+    /// Also write ground truth: for every row, its line and who made it (a person's number, or
+    /// anon-SCOPE-VISIT for a visitor the data never names).
     #[arg(long)]
     truth: bool,
+
+    /// Share of people (0 to 1) whose traces only identity resolution can join: a second CRM
+    /// profile sharing the phone or external id, purchases by an email in another case or with
+    /// spaces, anonymous sessions with a cookie later seen logged in, and households sharing an
+    /// IP and device (which must never merge them). Counted in the summary.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = fraction, allow_hyphen_values = true)]
+    fragmentation: f64,
 
     /// Worker threads. [default: one per core]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -178,6 +189,7 @@ fn main() -> ExitCode {
         as_of: cli.as_of,
         dirty_rate: cli.dirty_rate,
         truth: cli.truth,
+        fragmentation: cli.fragmentation,
         threads: cli.threads.map(usize::from),
         force: cli.force,
         gzip: cli.gzip,

@@ -32,6 +32,8 @@ pub struct FileStats {
     /// Rows that refer to a person who existed before this batch (always 0 for the initial run).
     pub existing_person_rows: u64,
     pub dirt: DirtCounts,
+    /// Rows that `--fragmentation` scattered.
+    pub fragments: FragmentCounts,
 }
 
 impl FileStats {
@@ -40,6 +42,36 @@ impl FileStats {
         self.person_rows += other.person_rows;
         self.existing_person_rows += other.existing_person_rows;
         self.dirt.add(&other.dirt);
+        self.fragments.add(&other.fragments);
+    }
+}
+
+/// Rows of each kind that `--fragmentation` makes (see `people::Fragment`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FragmentCounts {
+    /// Second CRM profiles (another user name and email, one identifier shared).
+    pub second_profiles: u64,
+    /// Purchases by an email written in another case or with spaces.
+    pub email_purchases: u64,
+    /// Rows of anonymous sessions of known people (their cookie is later seen logged in).
+    pub anonymous_sessions: u64,
+    /// Rows of sessions from a household's shared IP or device.
+    pub household_sessions: u64,
+}
+
+impl FragmentCounts {
+    pub(crate) fn add(&mut self, other: &FragmentCounts) {
+        self.second_profiles += other.second_profiles;
+        self.email_purchases += other.email_purchases;
+        self.anonymous_sessions += other.anonymous_sessions;
+        self.household_sessions += other.household_sessions;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.second_profiles
+            + self.email_purchases
+            + self.anonymous_sessions
+            + self.household_sessions
     }
 }
 
@@ -48,6 +80,16 @@ impl FileStats {
 pub(crate) struct RowPerson {
     pub(crate) person: Option<u64>,
     pub(crate) existing: bool,
+    /// An anonymous visit by nobody the data names: the batch's scope and the visit's index,
+    /// which the truth writes as `anon-SCOPE-VISIT`.
+    pub(crate) visitor: Option<(u64, u64)>,
+}
+
+/// Who made a row, as the truth file says it.
+#[derive(Debug, Clone, Copy)]
+enum Maker {
+    Person(u64),
+    Visitor(u64, u64),
 }
 
 /// One row under construction: its fields in one string, with field boundaries.
@@ -92,8 +134,8 @@ impl RowBuf {
 #[derive(Debug)]
 pub(crate) struct FileChunk {
     csv: csv::Writer<Vec<u8>>,
-    /// Row index within the chunk and person, for the truth file.
-    truth: Vec<(u32, u64)>,
+    /// Row index within the chunk and who made the row, for the truth file.
+    truth: Vec<(u32, Maker)>,
     stats: FileStats,
     keep_truth: bool,
 }
@@ -118,9 +160,14 @@ impl FileChunk {
     ) -> Result<(), Error> {
         self.csv
             .write_record(fields.into_iter().map(str::as_bytes))?;
+        if let (true, None, Some((scope, visit))) = (self.keep_truth, who.person, who.visitor) {
+            self.truth
+                .push((self.stats.rows as u32, Maker::Visitor(scope, visit)));
+        }
         if let Some(person) = who.person {
             if self.keep_truth {
-                self.truth.push((self.stats.rows as u32, person));
+                self.truth
+                    .push((self.stats.rows as u32, Maker::Person(person)));
             }
             self.stats.person_rows += 1;
             if who.existing {
@@ -129,6 +176,11 @@ impl FileChunk {
         }
         self.stats.rows += 1;
         Ok(())
+    }
+
+    /// The chunk's counts of fragmented rows, for the generator to add to.
+    pub(crate) fn fragments(&mut self) -> &mut FragmentCounts {
+        &mut self.stats.fragments
     }
 
     /// Writes a row with its damage (see `dirt`).
@@ -185,7 +237,7 @@ pub(crate) struct SealedChunk {
     bytes: Vec<u8>,
     crc: Option<crc32fast::Hasher>,
     raw_len: u64,
-    truth: Vec<(u32, u64)>,
+    truth: Vec<(u32, Maker)>,
     stats: FileStats,
 }
 
@@ -193,7 +245,7 @@ impl SealedChunk {
     fn new(
         raw: Vec<u8>,
         gzip: bool,
-        truth: Vec<(u32, u64)>,
+        truth: Vec<(u32, Maker)>,
         stats: FileStats,
     ) -> Result<SealedChunk, Error> {
         let raw_len = raw.len() as u64;
@@ -384,7 +436,10 @@ impl OutputFile {
                 let result = writer
                     .write_all(line.format(first_line + u64::from(*row)).as_bytes())
                     .and_then(|()| writer.write_all(b","))
-                    .and_then(|()| writer.write_all(person.format(*who).as_bytes()))
+                    .and_then(|()| match who {
+                        Maker::Person(p) => writer.write_all(person.format(*p).as_bytes()),
+                        Maker::Visitor(scope, visit) => write!(writer, "anon-{scope}-{visit}"),
+                    })
                     .and_then(|()| writer.write_all(b"\n"));
                 result.map_err(|source| Error::Write {
                     path: pending.path.clone(),

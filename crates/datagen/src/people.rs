@@ -19,6 +19,34 @@ const SSN_SPACE: u64 = 898 * 99 * 9_999;
 /// The most people a run can name: every one needs its own SSN-style external id.
 pub(crate) const MAX_PEOPLE: u64 = SSN_SPACE;
 
+/// Second CRM profiles of fragmented people take their user name and email from person number
+/// `ALIAS_BASE + p`, which no real person reaches (a fragmented population stays below it).
+pub(crate) const ALIAS_BASE: u64 = MAX_PEOPLE / 2;
+
+/// Which identifier a second CRM profile shares with the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SharedId {
+    Phone,
+    ExternalId,
+}
+
+/// How a fragmented person's traces are scattered (`--fragmentation`): what only identity
+/// resolution can join, and what it must not join (households).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Fragment {
+    /// A second profile (another user name and email) sharing one identifier with the first.
+    pub(crate) second_profile: Option<SharedId>,
+    /// Every purchase by email, written in another case or with spaces around it.
+    pub(crate) email_purchases: bool,
+    /// A persistent cookie, seen in an anonymous session before each logged-in web visit.
+    pub(crate) anonymous: bool,
+    /// Sessions from the household's IP and device, shared with the other people of it.
+    pub(crate) household: bool,
+}
+
+/// People `4h..4h+4` form household `h` (those of them with `Fragment::household`).
+pub(crate) const HOUSEHOLD_SIZE: u64 = 4;
+
 /// The stable identifiers of one person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -168,6 +196,36 @@ impl People {
             phone,
             birthday,
         }
+    }
+
+    /// How `person` is fragmented, when a share `share` of people are: decided from the
+    /// person and the seed only, so every batch agrees.
+    pub(crate) fn fragment(&self, person: u64, share: f64) -> Fragment {
+        if share <= 0.0 {
+            return Fragment::default();
+        }
+        let mut rng = item_rng(self.seed, Stream::Fragment, 0, person);
+        if !rng.random_bool(share) {
+            return Fragment::default();
+        }
+        // At least one kind each; every combination as likely.
+        let kinds = rng.random_range(1..16u8);
+        let shared = if rng.random_bool(0.5) {
+            SharedId::Phone
+        } else {
+            SharedId::ExternalId
+        };
+        Fragment {
+            second_profile: (kinds & 1 != 0).then_some(shared),
+            email_purchases: kinds & 2 != 0,
+            anonymous: kinds & 4 != 0,
+            household: kinds & 8 != 0,
+        }
+    }
+
+    /// The identity a fragmented person's second profile is named after.
+    pub(crate) fn alias(&self, person: u64) -> Identity {
+        self.identity(ALIAS_BASE + person)
     }
 
     /// The address and loyalty standing a person has when they first appear.

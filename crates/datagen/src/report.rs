@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::dirt::DirtCounts;
-use crate::output::FileStats;
+use crate::output::{FileStats, FragmentCounts};
 
 /// One dataset file of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +43,9 @@ pub struct Report {
     pub rows: u64,
     pub bytes: u64,
     pub dirt: DirtCounts,
+    pub fragmentation: f64,
+    /// Rows that `--fragmentation` scattered, by kind.
+    pub fragments: FragmentCounts,
     /// Rows that refer to a person who existed before this batch.
     pub existing_person_rows: u64,
     /// `existing_person_rows / rows`: the share of the batch that touches existing people.
@@ -122,6 +125,17 @@ impl fmt::Display for Report {
                 grouped(self.dirt.variant),
                 grouped(self.dirt.empty),
                 grouped(self.dirt.malformed)
+            )?;
+        }
+        if self.fragmentation > 0.0 {
+            writeln!(
+                f,
+                "  fragmentation {}: {} second profiles, {} purchases by a variant email, {} anonymous session rows, {} household session rows",
+                self.fragmentation,
+                grouped(self.fragments.second_profiles),
+                grouped(self.fragments.email_purchases),
+                grouped(self.fragments.anonymous_sessions),
+                grouped(self.fragments.household_sessions)
             )?;
         }
         if self.batch.is_some() {

@@ -27,6 +27,8 @@ pub(crate) enum Stream {
     Transaction = 8,
     Visit = 9,
     Permutation = 10,
+    /// Who is fragmented and how (identity resolution's test material).
+    Fragment = 11,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix.

@@ -21,7 +21,7 @@ use crate::catalog::{APPS, Catalog, EVENTS, Pool, pick, push_product, push_url_p
 use crate::config::{Plan, Pools};
 use crate::dirt::{DirtTargets, decide};
 use crate::output::{FileChunk, RowBuf, RowPerson, SealedChunk};
-use crate::people::{People, address, loyalty};
+use crate::people::{Fragment, HOUSEHOLD_SIZE, People, SharedId, address, loyalty};
 use crate::rng::{Permutation, RowRng, Stream, item_rng, salt};
 use crate::timefmt::{SECONDS_PER_DAY, push_date, push_timestamp};
 
@@ -125,9 +125,25 @@ impl<'p> Generator<'p> {
                     let (mut rng, who) = self.first_party(i, &mut row);
                     let damage = decide(&mut rng, rate, self.targets(Dataset::FirstParty), None);
                     files[0].write(&row, who, damage)?;
+                    // A new person's second profile follows their first.
+                    if let (false, Some(person)) = (who.existing, who.person)
+                        && let Some(shared) = self
+                            .people
+                            .fragment(person, self.plan.fragmentation)
+                            .second_profile
+                    {
+                        self.second_profile(person, shared, &mut rng, &mut row);
+                        let damage =
+                            decide(&mut rng, rate, self.targets(Dataset::FirstParty), None);
+                        files[0].write(&row, who, damage)?;
+                        files[0].fragments().second_profiles += 1;
+                    }
                 }
                 Job::Transactional => {
-                    let (mut rng, who, by_email) = self.transaction(i, &mut row);
+                    let (mut rng, who, by_email, fragmented) = self.transaction(i, &mut row);
+                    if fragmented {
+                        files[0].fragments().email_purchases += 1;
+                    }
                     let variant_of = by_email.then(|| {
                         (
                             TRANSACTIONAL_CUSTOMER_ID,
@@ -143,9 +159,14 @@ impl<'p> Generator<'p> {
                     files[0].write(&row, who, damage)?;
                 }
                 Job::Visits => {
-                    let Some((mut rng, who, web)) = self.visit(i, &mut row, &mut cookie) else {
+                    let Some((mut rng, who, web, fragment, end)) =
+                        self.visit(i, &mut row, &mut cookie)
+                    else {
                         continue;
                     };
+                    if fragment.household {
+                        files[0].fragments().household_sessions += 1;
+                    }
                     let logged_in = who.person.is_some();
                     let variant_of =
                         logged_in.then(|| (CLICKSTREAM_USER_NAME, row.get(CLICKSTREAM_USER_NAME)));
@@ -162,6 +183,17 @@ impl<'p> Generator<'p> {
                         let damage =
                             decide(&mut rng, rate, self.targets(Dataset::Cookie), variant_of);
                         files[1].write(&cookie, who, damage)?;
+                    }
+                    // The same cookie, earlier, in a session nobody logged into.
+                    if let (true, true, Some(person)) = (web, fragment.anonymous, who.person) {
+                        self.anonymous_visit(person, end, &mut rng, &mut row, &mut cookie);
+                        let damage =
+                            decide(&mut rng, rate, self.targets(Dataset::Clickstream), None);
+                        files[0].write(&row, who, damage)?;
+                        let damage = decide(&mut rng, rate, self.targets(Dataset::Cookie), None);
+                        files[1].write(&cookie, who, damage)?;
+                        files[0].fragments().anonymous_sessions += 1;
+                        files[1].fragments().anonymous_sessions += 1;
                     }
                 }
             }
@@ -182,11 +214,13 @@ impl<'p> Generator<'p> {
             RowPerson {
                 person: Some(rng.random_range(0..plan.existing_people)),
                 existing: true,
+                visitor: None,
             }
         } else {
             RowPerson {
                 person: Some(plan.existing_people + rng.random_range(0..plan.new_people)),
                 existing: false,
+                visitor: None,
             }
         }
     }
@@ -220,6 +254,7 @@ impl<'p> Generator<'p> {
             let who = RowPerson {
                 person: Some(person),
                 existing: true,
+                visitor: None,
             };
             (who, (addr, loyal))
         } else {
@@ -227,6 +262,7 @@ impl<'p> Generator<'p> {
             let who = RowPerson {
                 person: Some(person),
                 existing: false,
+                visitor: None,
             };
             (who, self.people.first_profile(&self.catalog, person))
         };
@@ -246,6 +282,34 @@ impl<'p> Generator<'p> {
         (rng, who)
     }
 
+    /// A fragmented person's second profile: another user name and email, the phone or the
+    /// external id of the first, and half the time a newer address.
+    fn second_profile(&self, person: u64, shared: SharedId, rng: &mut RowRng, row: &mut RowBuf) {
+        let id = self.people.identity(person);
+        let alias = self.people.alias(person);
+        let (mut addr, _) = self.people.first_profile(&self.catalog, person);
+        if rng.random_bool(0.5) {
+            addr = address(rng, &self.catalog);
+        }
+        let loyal = loyalty(rng);
+        let (phone, external_id) = match shared {
+            SharedId::Phone => (&id.phone, &alias.external_id),
+            SharedId::ExternalId => (&alias.phone, &id.external_id),
+        };
+        row.clear();
+        row.field(&alias.user_name);
+        row.field(&alias.email);
+        row.field(phone);
+        row.field(external_id);
+        row.field(&addr.street);
+        row.field_u64(u64::from(addr.postcode));
+        row.field(&addr.city.name);
+        row.field(addr.city.country);
+        row.field_with(|b| push_date(b, id.birthday));
+        row.field_u64(u64::from(loyal.points));
+        row.field(loyal.level);
+    }
+
     fn push_purchase_id(&self, serial: u64, buf: &mut String) {
         let value = self.purchase_ids.apply(serial % PURCHASE_ID_SPACE);
         let mut letters = value / 100_000_000;
@@ -262,8 +326,9 @@ impl<'p> Generator<'p> {
         buf.push_str(&formatted);
     }
 
-    /// Returns the row's stream, who bought, and whether they are named by email.
-    fn transaction(&self, t: u64, row: &mut RowBuf) -> (RowRng, RowPerson, bool) {
+    /// Returns the row's stream, who bought, whether they are named by email, and whether that
+    /// email is written otherwise than in their profile (`Fragment::email_purchases`).
+    fn transaction(&self, t: u64, row: &mut RowBuf) -> (RowRng, RowPerson, bool, bool) {
         let plan = self.plan;
         let mut rng = item_rng(plan.seed, Stream::Transaction, plan.scope, t);
         row.clear();
@@ -276,11 +341,20 @@ impl<'p> Generator<'p> {
         row.field_with(|b| push_date(b, day));
         row.field(category);
         let who = self.pick_person(&mut rng);
-        let id = self.people.identity(who.person.unwrap_or_default());
+        let person = who.person.unwrap_or_default();
+        let id = self.people.identity(person);
         let by_email = rng.random_bool(0.5);
-        row.field(if by_email { &id.email } else { &id.external_id });
+        let fragmented = self
+            .people
+            .fragment(person, plan.fragmentation)
+            .email_purchases;
+        if fragmented {
+            row.field_with(|b| push_email_variant(&mut rng, &id.email, b));
+        } else {
+            row.field(if by_email { &id.email } else { &id.external_id });
+        }
         row.field_u64(rng.random_range(10..=100));
-        (rng, who, by_email)
+        (rng, who, by_email || fragmented, fragmented)
     }
 
     /// One visit: `None` when it leaves no row (a web visitor who declined the cookie);
@@ -290,7 +364,7 @@ impl<'p> Generator<'p> {
         v: u64,
         click: &mut RowBuf,
         cookie: &mut RowBuf,
-    ) -> Option<(RowRng, RowPerson, bool)> {
+    ) -> Option<(RowRng, RowPerson, bool, Fragment, i64)> {
         let plan = self.plan;
         let mut rng = item_rng(plan.seed, Stream::Visit, plan.scope, v);
         let mobile = rng.random_bool(0.5);
@@ -301,50 +375,131 @@ impl<'p> Generator<'p> {
         let who = if rng.random_bool(0.5) {
             self.pick_person(&mut rng)
         } else {
-            RowPerson::default()
+            RowPerson {
+                visitor: Some((plan.scope, v)),
+                ..RowPerson::default()
+            }
         };
+        let fragment = who
+            .person
+            .map(|p| self.people.fragment(p, plan.fragmentation))
+            .unwrap_or_default();
         let user_name = who.person.map(|p| self.people.identity(p).user_name);
         let user_name = user_name.as_deref().unwrap_or("");
         let duration = rng.random_range(30..=1_800i64);
         let end = rng.random_range(plan.window.clone());
+        let household = match who.person {
+            Some(p) if fragment.household => Some(p / HOUSEHOLD_SIZE),
+            _ => None,
+        };
+        let persistent_cookie = match who.person {
+            Some(p) if fragment.anonymous => Some(self.persistent_cookie(p)),
+            _ => None,
+        };
+        let session = Session {
+            mobile,
+            id: &session_id,
+            user_name,
+            duration,
+            end,
+            household,
+            cookie: persistent_cookie.as_deref(),
+        };
+        self.session(&mut rng, &session, click, cookie);
+        Some((rng, who, !mobile, fragment, end))
+    }
 
+    /// The anonymous web session a fragmented person had before a logged-in one: the same
+    /// persistent cookie, a new session id, no user name, an hour to a week earlier.
+    fn anonymous_visit(
+        &self,
+        person: u64,
+        logged_in_end: i64,
+        rng: &mut RowRng,
+        click: &mut RowBuf,
+        cookie: &mut RowBuf,
+    ) {
+        let session_id = uuid_v4(rng);
+        let duration = rng.random_range(30..=1_800i64);
+        let end = logged_in_end - rng.random_range(3_600..=7 * SECONDS_PER_DAY);
+        let cookie_id = self.persistent_cookie(person);
+        let session = Session {
+            mobile: false,
+            id: &session_id,
+            user_name: "",
+            duration,
+            end,
+            household: None,
+            cookie: Some(&cookie_id),
+        };
+        self.session(rng, &session, click, cookie);
+    }
+
+    /// An IP or device for a session: drawn from the pools, or the household's own.
+    fn pick_or_household<'a>(
+        pools: &'a Pools,
+        household: Option<u64>,
+        seed: u64,
+        rng: &mut RowRng,
+    ) -> (&'a Pool, u64) {
+        match household {
+            Some(h) => (
+                &pools.base,
+                salt(seed, Stream::Fragment, h) % pools.base.size,
+            ),
+            None => {
+                let pool = Self::pool(pools, rng);
+                (pool, pool.pick_index(rng))
+            }
+        }
+    }
+
+    /// The cookie a fragmented person keeps across visits and batches.
+    fn persistent_cookie(&self, person: u64) -> String {
+        uuid_v4(&mut item_rng(self.plan.seed, Stream::Fragment, 1, person))
+    }
+
+    /// Writes one session's clickstream row, and for a web session its cookie row.
+    fn session(&self, rng: &mut RowRng, s: &Session<'_>, click: &mut RowBuf, cookie: &mut RowBuf) {
+        let plan = self.plan;
         click.clear();
-        click.field(&session_id);
-        let ip_pool = Self::pool(&plan.ips, &mut rng);
-        let ip = ip_pool.pick_index(&mut rng);
+        click.field(s.id);
+        // A household's sessions come from its one home IP (and device, below).
+        let (ip_pool, ip) = Self::pick_or_household(&plan.ips, s.household, plan.seed, rng);
         click.field_with(|b| ip_pool.push_ip(ip, b));
-        click.field(if mobile { "mobile" } else { "web" });
-        let domain = self.catalog.domain(&mut rng);
+        click.field(if s.mobile { "mobile" } else { "web" });
+        let domain = self.catalog.domain(rng);
         click.field_with(|b| {
             b.push_str("https://www.");
             b.push_str(domain);
             b.push('/');
-            push_url_path(&mut rng, b);
+            push_url_path(rng, b);
         });
         click.field(domain);
-        click.field(pick(&mut rng, &APPS));
-        if mobile {
-            let device_pool = Self::pool(&plan.devices, &mut rng);
-            let device = device_pool.pick_index(&mut rng);
+        click.field(pick(rng, &APPS));
+        if s.mobile {
+            let (device_pool, device) =
+                Self::pick_or_household(&plan.devices, s.household, plan.seed, rng);
             click.field_with(|b| device_pool.push_device(device, b));
         } else {
             click.field("");
         }
-        click.field(user_name);
+        click.field(s.user_name);
         click.field_u64(rng.random_range(2..=30));
-        click.field_with(|b| push_timestamp(b, end - duration));
-        click.field(pick(&mut rng, &EVENTS));
-        click.field_with(|b| push_timestamp(b, end));
-        click.field(pick(&mut rng, &EVENTS));
-        click.field_u64(duration as u64);
-        click.field(user_agent(&mut rng));
+        click.field_with(|b| push_timestamp(b, s.end - s.duration));
+        click.field(pick(rng, &EVENTS));
+        click.field_with(|b| push_timestamp(b, s.end));
+        click.field(pick(rng, &EVENTS));
+        click.field_u64(s.duration as u64);
+        click.field(user_agent(rng));
 
-        if !mobile {
+        if !s.mobile {
             cookie.clear();
-            cookie.field(&uuid_v4(&mut rng));
-            cookie.field(&session_id);
-            cookie.field_with(|b| push_timestamp(b, end));
-            cookie.field(user_name);
+            let drawn = uuid_v4(rng);
+            cookie.field(s.cookie.unwrap_or(&drawn));
+            cookie.field(s.id);
+            cookie.field_with(|b| push_timestamp(b, s.end));
+            cookie.field(s.user_name);
             if rng.random_bool(0.5) {
                 let (a, b) = (
                     rng.random_range(0..10_000u32),
@@ -354,9 +509,41 @@ impl<'p> Generator<'p> {
             } else {
                 cookie.field("");
             }
-            cookie.field_u64(duration as u64);
+            cookie.field_u64(s.duration as u64);
         }
-        Some((rng, who, !mobile))
+    }
+}
+
+/// What `Generator::session` needs to know of a session.
+struct Session<'a> {
+    mobile: bool,
+    id: &'a str,
+    user_name: &'a str,
+    duration: i64,
+    end: i64,
+    /// A household's sessions use its IP and device.
+    household: Option<u64>,
+    /// A persistent cookie instead of a new one.
+    cookie: Option<&'a str>,
+}
+
+/// A purchase's customer email as a fragmented person writes it: in capitals, capitalised,
+/// or with spaces around it (normalisation makes each the profile's email again).
+fn push_email_variant(rng: &mut RowRng, email: &str, buf: &mut String) {
+    match rng.random_range(0..3) {
+        0 => buf.push_str(&email.to_uppercase()),
+        1 => {
+            let mut chars = email.chars();
+            if let Some(first) = chars.next() {
+                buf.extend(first.to_uppercase());
+                buf.push_str(chars.as_str());
+            }
+        }
+        _ => {
+            buf.push_str("  ");
+            buf.push_str(email);
+            buf.push(' ');
+        }
     }
 }
 

@@ -791,7 +791,12 @@ mod dirt {
 mod truth {
     use super::*;
 
-    fn truth(root: &Path, kind: &SourceKind, dataset: Dataset) -> HashMap<u64, u64> {
+    /// Who made each row: `Ok(person)` or `Err(anonymous visitor id)`.
+    fn truth(
+        root: &Path,
+        kind: &SourceKind,
+        dataset: Dataset,
+    ) -> HashMap<u64, Result<u64, String>> {
         let path = root
             .join(Layout::truth_dir(kind))
             .join(Layout::truth_file_name(dataset));
@@ -799,13 +804,21 @@ mod truth {
         assert_eq!(header, ["line", "person_id"]);
         let mut out = HashMap::new();
         for row in rows {
-            let parsed = (row[0].parse::<u64>(), row[1].parse::<u64>());
-            let (Ok(line), Ok(person)) = parsed else {
+            let Ok(line) = row[0].parse::<u64>() else {
                 panic!("truth row {row:?}")
             };
-            assert!(out.insert(line, person).is_none(), "line {line} twice");
+            let who = match row[1].parse::<u64>() {
+                Ok(person) => Ok(person),
+                Err(_) if row[1].starts_with("anon-") => Err(row[1].clone()),
+                Err(_) => panic!("truth row {row:?}"),
+            };
+            assert!(out.insert(line, who).is_none(), "line {line} twice");
         }
         out
+    }
+
+    fn person(who: Option<&Result<u64, String>>) -> Option<u64> {
+        who.and_then(|w| w.as_ref().ok().copied())
     }
 
     fn norm(s: &str) -> String {
@@ -813,7 +826,7 @@ mod truth {
     }
 
     #[test]
-    fn truth_covers_every_row_about_a_person() {
+    fn truth_covers_every_row() {
         let dir = tempdir();
         let root = dir.path();
         generate(root, |c| {
@@ -832,7 +845,8 @@ mod truth {
         );
         let mut identity: HashMap<u64, (String, String, String)> = HashMap::new();
         for (i, row) in fp.iter().enumerate() {
-            let person = fp_truth[&(i as u64 + 2)];
+            let person = person(fp_truth.get(&(i as u64 + 2)))
+                .unwrap_or_else(|| panic!("profile line {} made by nobody", i + 2));
             let keys = (row[0].clone(), row[1].clone(), row[3].clone());
             let previous = identity.insert(person, keys.clone());
             assert!(
@@ -853,22 +867,27 @@ mod truth {
                 Dataset::Transactional => col(dataset, "customer_id"),
                 _ => col(dataset, "user_name"),
             };
-            let mut about_someone = 0;
+            assert_eq!(
+                map.len(),
+                rows.len(),
+                "{dataset}: every row is in the truth"
+            );
             for (i, row) in rows.iter().enumerate() {
                 let line = i as u64 + 2;
                 let named = norm(&row[column]);
+                let who = map.get(&line);
                 if named.is_empty() {
+                    // Without --fragmentation, anonymous rows are made by anonymous visitors.
                     assert!(
-                        !map.contains_key(&line),
-                        "{dataset} line {line}: anonymous row in the truth"
+                        who.is_some_and(Result::is_err),
+                        "{dataset} line {line}: anonymous row made by {who:?}"
                     );
                     continue;
                 }
-                about_someone += 1;
-                let person = map.get(&line).unwrap_or_else(|| {
-                    panic!("{dataset} line {line} is about someone but not in the truth")
+                let person = person(who).unwrap_or_else(|| {
+                    panic!("{dataset} line {line} is about someone but made by {who:?}")
                 });
-                let (user, email, external) = &identity[person];
+                let (user, email, external) = &identity[&person];
                 let matches = match dataset {
                     Dataset::Transactional => &named == email || &named == external,
                     _ => &named == user,
@@ -878,11 +897,106 @@ mod truth {
                     "{dataset} line {line}: {named} is not person {person}"
                 );
             }
-            assert_eq!(
-                about_someone,
-                map.len(),
-                "{dataset}: the truth holds only rows about someone"
+        }
+        // A web visit's clickstream and cookie rows are one visitor's.
+        let cookie_truth = truth(root, &kind, Dataset::Cookie);
+        let click_truth = truth(root, &kind, Dataset::Clickstream);
+        let anonymous: std::collections::HashSet<&String> = click_truth
+            .values()
+            .filter_map(|w| w.as_ref().err())
+            .collect();
+        let cookie_anonymous: Vec<&String> = cookie_truth
+            .values()
+            .filter_map(|w| w.as_ref().err())
+            .collect();
+        assert!(!cookie_anonymous.is_empty());
+        assert!(cookie_anonymous.iter().all(|v| anonymous.contains(v)));
+    }
+
+    #[test]
+    fn fragmentation_scatters_people_in_every_way_it_counts() {
+        let dir = tempdir();
+        let root = dir.path();
+        let report = generate(root, |c| {
+            c.records = 4_000;
+            c.fragmentation = 0.2;
+            c.truth = true;
+        });
+        let f = report.fragments;
+        assert!(
+            f.second_profiles > 0
+                && f.email_purchases > 0
+                && f.anonymous_sessions > 0
+                && f.household_sessions > 0,
+            "{f:?}"
+        );
+        let kind = SourceKind::Initial;
+        let fp = read_dataset(root, &kind, Dataset::FirstParty);
+        let fp_truth = truth(root, &kind, Dataset::FirstParty);
+        assert_eq!(fp.len() as u64, 4_000 + f.second_profiles);
+        // Second profiles: another user name and email, the phone or the external id shared.
+        let mut profiles: HashMap<u64, Vec<&Vec<String>>> = HashMap::new();
+        for (i, row) in fp.iter().enumerate() {
+            let who =
+                person(fp_truth.get(&(i as u64 + 2))).unwrap_or_else(|| panic!("line {}", i + 2));
+            profiles.entry(who).or_default().push(row);
+        }
+        let (user, email, phone, external) = (
+            col(Dataset::FirstParty, "user_name"),
+            col(Dataset::FirstParty, "email"),
+            col(Dataset::FirstParty, "phone_number"),
+            col(Dataset::FirstParty, "external_id"),
+        );
+        let twice: Vec<_> = profiles.values().filter(|p| p.len() == 2).collect();
+        assert_eq!(twice.len() as u64, f.second_profiles);
+        for pair in twice {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(a[user] != b[user] && a[email] != b[email], "{a:?} {b:?}");
+            assert!(
+                (a[phone] == b[phone]) != (a[external] == b[external]),
+                "exactly one identifier shared: {a:?} {b:?}"
             );
+        }
+        // Purchases by a variant email: not the profile's text, but the same once normalised.
+        let emails: HashMap<u64, &String> = profiles
+            .iter()
+            .map(|(p, rows)| (*p, &rows[0][email]))
+            .collect();
+        let tx = read_dataset(root, &kind, Dataset::Transactional);
+        let tx_truth = truth(root, &kind, Dataset::Transactional);
+        let customer = col(Dataset::Transactional, "customer_id");
+        let variants = tx
+            .iter()
+            .enumerate()
+            .filter(|(i, row)| {
+                let who = person(tx_truth.get(&(*i as u64 + 2)))
+                    .unwrap_or_else(|| panic!("line {}", i + 2));
+                row[customer] != *emails[&who] && norm(&row[customer]) == *emails[&who]
+            })
+            .count() as u64;
+        assert_eq!(variants, f.email_purchases);
+        // Anonymous sessions of known people: their cookie is seen logged in as them too.
+        let cookies = read_dataset(root, &kind, Dataset::Cookie);
+        let cookie_truth = truth(root, &kind, Dataset::Cookie);
+        let (cookie_id, cookie_user) = (
+            col(Dataset::Cookie, "cookie_id"),
+            col(Dataset::Cookie, "user_name"),
+        );
+        let mut logged_in: HashMap<&String, u64> = HashMap::new();
+        let mut anonymous_known: Vec<(&String, u64)> = Vec::new();
+        for (i, row) in cookies.iter().enumerate() {
+            let Some(who) = person(cookie_truth.get(&(i as u64 + 2))) else {
+                continue;
+            };
+            if row[cookie_user].is_empty() {
+                anonymous_known.push((&row[cookie_id], who));
+            } else {
+                logged_in.insert(&row[cookie_id], who);
+            }
+        }
+        assert_eq!(anonymous_known.len() as u64 * 2, f.anonymous_sessions);
+        for (cookie, who) in anonymous_known {
+            assert_eq!(logged_in.get(cookie), Some(&who), "cookie {cookie}");
         }
     }
 }

@@ -7,6 +7,8 @@
 //! datasets/graph/incremental/<YYYYMMDD_HHMMSS>/{vertices,edges}/...
 //! datasets/truth/initial/<dataset>_truth.csv
 //! datasets/truth/incremental/<YYYYMMDD_HHMMSS>/<dataset>_truth.csv
+//! datasets/identity/state/...                       (resolve's identity state)
+//! datasets/identity/graph/<initial|YYYYMMDD_HHMMSS>/{vertices,edges}/...
 //! ```
 //!
 //! Paths are returned as relative keys with `/` separators so that they can be joined to a
@@ -166,6 +168,18 @@ impl Layout {
             SourceKind::Incremental(batch) => {
                 format!("{}/graph/incremental/{batch}", Self::DATASETS)
             }
+        }
+    }
+
+    /// Identity resolution's folder: its state (`state/`) and the graph batches it makes
+    /// (`graph/<initial|YYYYMMDD_HHMMSS>/`), each loaded like any transform batch.
+    pub const IDENTITY: &'static str = "datasets/identity";
+
+    /// The folder of the `personId` graph batch that resolving one batch makes.
+    pub fn identity_graph_dir(kind: &SourceKind) -> String {
+        match kind {
+            SourceKind::Initial => format!("{}/graph/initial", Self::IDENTITY),
+            SourceKind::Incremental(batch) => format!("{}/graph/{batch}", Self::IDENTITY),
         }
     }
 

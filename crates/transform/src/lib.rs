@@ -27,7 +27,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 pub use idgraph_storage::{Encryption, Location};
-pub use mapping::{DEFAULT_MAPPING_TOML, Mapping, MappingError};
+pub use ids::{push_id, vertex_id};
+pub use mapping::{DEFAULT_MAPPING_TOML, IdentityRules, Mapping, MappingError};
+pub use normalise::Normaliser;
 pub use write::GraphFile;
 
 use elements::{Chunk, ChunkOutput, EdgeRows, Reject, VertexRows, map_chunk};

@@ -21,6 +21,38 @@ struct MappingFile {
     properties: Vec<PropertiesEntry>,
     #[serde(default)]
     edge: Vec<EdgeEntry>,
+    #[serde(default)]
+    identity: Option<IdentityEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityEntry {
+    strong: Vec<String>,
+    weak: Vec<String>,
+}
+
+/// Identity resolution's rules (`[identity]`): the edge labels whose ends are one person
+/// (strong evidence: people are the connected components of these edges), and the ones that
+/// never merge people (weak: shared IPs, devices, addresses, products). Every edge label is in
+/// exactly one of the two lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRules {
+    /// Edge label indexes.
+    pub strong: Vec<usize>,
+    pub weak: Vec<usize>,
+    /// Vertex label indexes at either end of a strong edge: the identifiers of people.
+    pub identifiers: Vec<usize>,
+}
+
+impl IdentityRules {
+    pub fn is_strong(&self, edge_label: usize) -> bool {
+        self.strong.contains(&edge_label)
+    }
+
+    pub fn is_identifier(&self, vertex_label: usize) -> bool {
+        self.identifiers.contains(&vertex_label)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +233,8 @@ pub struct Mapping {
     pub edges: Vec<EdgeLabel>,
     /// Indexed by `Dataset as usize`.
     pub datasets: Vec<DatasetRules>,
+    /// `None` when the mapping has no `[identity]` table.
+    pub identity: Option<IdentityRules>,
 }
 
 /// Why a mapping file is refused. Every message names what it refers to.
@@ -467,18 +501,139 @@ fn resolve(file: MappingFile, schemas: &SourceSchemas) -> Result<Mapping, String
         int32.dedup();
         rules.int32_columns = int32;
     }
+    let identity = match &file.identity {
+        Some(entry) => Some(identity_rules(entry, &edges, &datasets)?),
+        None => None,
+    };
     Ok(Mapping {
         text_sha256: String::new(),
         text: String::new(),
         vertices,
         edges,
         datasets,
+        identity,
+    })
+}
+
+fn identity_rules(
+    entry: &IdentityEntry,
+    edges: &[EdgeLabel],
+    datasets: &[DatasetRules],
+) -> Result<IdentityRules, String> {
+    let index = |name: &String, list: &str| -> Result<usize, String> {
+        edges.iter().position(|e| &e.name == name).ok_or_else(|| {
+            format!("[identity] {list}: unknown edge label `{name}` (no [[edge]] has it)")
+        })
+    };
+    let strong = entry
+        .strong
+        .iter()
+        .map(|n| index(n, "strong"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let weak = entry
+        .weak
+        .iter()
+        .map(|n| index(n, "weak"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(both) = strong.iter().find(|l| weak.contains(l)) {
+        return Err(format!(
+            "[identity]: edge label `{}` is both strong and weak",
+            edges[*both].name
+        ));
+    }
+    // Every label is classified, so that an edge added to the mapping later cannot start
+    // merging people (or stop) without anyone deciding so.
+    if let Some(unlisted) = (0..edges.len()).find(|l| !strong.contains(l) && !weak.contains(l)) {
+        return Err(format!(
+            "[identity]: edge label `{}` is neither strong nor weak; add it to one of the lists",
+            edges[unlisted].name
+        ));
+    }
+    let mut identifiers: Vec<usize> = datasets
+        .iter()
+        .flat_map(|d| &d.edges)
+        .filter(|rule| strong.contains(&rule.label))
+        .flat_map(|rule| [rule.from.label, rule.to.label])
+        .collect();
+    identifiers.sort_unstable();
+    identifiers.dedup();
+    Ok(IdentityRules {
+        strong,
+        weak,
+        identifiers,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_rules_name_known_labels_once_each() {
+        let m = Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}"));
+        let rules = m
+            .identity
+            .clone()
+            .unwrap_or_else(|| panic!("no [identity]"));
+        let names = |labels: &[usize], all: &dyn Fn(usize) -> String| -> Vec<String> {
+            labels.iter().map(|&l| all(l)).collect()
+        };
+        let edge = |l: usize| m.edges[l].name.clone();
+        let vertex = |l: usize| m.vertices[l].name.clone();
+        assert_eq!(
+            names(&rules.strong, &edge),
+            [
+                "hasEmail",
+                "hasPhone",
+                "hasExternalId",
+                "loggedAs",
+                "hasCookie"
+            ]
+        );
+        let mut identifiers = names(&rules.identifiers, &vertex);
+        identifiers.sort();
+        assert_eq!(
+            identifiers,
+            [
+                "Cookie",
+                "CustomerID",
+                "Email",
+                "PhoneNumber",
+                "SessionID",
+                "User"
+            ]
+        );
+        let with_identity = |identity: &str| {
+            let text = DEFAULT_MAPPING_TOML
+                .split("[identity]")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+                + identity;
+            Mapping::from_toml(&text, "m.toml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let all_weak = r#"[identity]
+strong = ["hasEmail", "hasPhone", "hasExternalId", "loggedAs", "hasCookie"]
+weak = ["hasCityAddress", "hasPostCodeAddress", "hasLoyaltyLevel", "inCountry", "usedDevice",
+  "lastSeenAtIP", "lastSeenAtDomain", "usedUserAgent", "hasPurchased", "inCategory"]
+"#;
+        assert_eq!(with_identity(all_weak), Ok(()));
+        let unknown = all_weak.replace("\"hasPhone\"", "\"hasFax\"");
+        let err = with_identity(&unknown).err().unwrap_or_default();
+        assert!(err.contains("unknown edge label `hasFax`"), "{err}");
+        let both = all_weak.replace("\"inCategory\"", "\"inCategory\", \"hasEmail\"");
+        let err = with_identity(&both).err().unwrap_or_default();
+        assert!(err.contains("`hasEmail` is both strong and weak"), "{err}");
+        let unlisted = all_weak.replace(", \"inCategory\"", "");
+        let err = with_identity(&unlisted).err().unwrap_or_default();
+        assert!(
+            err.contains("`inCategory` is neither strong nor weak"),
+            "{err}"
+        );
+        assert!(with_identity("").is_ok_and(|()| true));
+    }
 
     #[test]
     fn the_default_mapping_is_the_reference_model() {

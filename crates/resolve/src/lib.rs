@@ -1,0 +1,534 @@
+//! Identity resolution over the transform's graph batches: every identifier of one person (user
+//! name, email, phone, customer id, sessions, cookies) gets one stable person id.
+//!
+//! People are the connected components of the mapping's strong edges (`[identity]` in
+//! `schemas/graph.toml`); weak edges (a shared IP, device, city or product) never join anyone.
+//! Resolution is incremental: the identity state under `datasets/identity/state/` keeps every
+//! identifier's person, so a batch costs only its own rows. A person keeps its id across
+//! batches; when a batch links two people, the older id survives and the merge is recorded.
+//!
+//! Each resolved batch becomes an ordinary graph batch under `datasets/identity/graph/`: the
+//! `personId` (single) property of every identifier whose person is new or changed, and
+//! `Person` vertices with member counts, for the loader to load like any other batch.
+//!
+//! ```no_run
+//! use idgraph_core::SourceKind;
+//! let store = idgraph_storage::Store::new();
+//! let plan = resolve::ResolvePlan::new("data".parse().map_err(anyhow::Error::msg)?, transform::Mapping::default_mapping()?)?;
+//! let report = resolve::resolve_batch(&plan, &store, &SourceKind::Initial)?;
+//! println!("{} people", report.people);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+mod graph;
+mod output;
+mod report;
+mod score;
+mod state;
+mod who;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use idgraph_core::{Layout, SourceKind};
+use idgraph_storage::{Location, Store};
+use serde::Serialize;
+use transform::Mapping;
+
+pub use report::write_report;
+pub use score::{ClusterSizes, Score, score};
+pub use state::MergeRecord;
+pub use who::{Identifier, Person, Shared, who};
+
+/// The vertex label of people in the graph output.
+pub const PERSON_LABEL: &str = "Person";
+/// The property that holds an identifier's person id.
+pub const PERSON_ID_PROPERTY: &str = "personId";
+
+/// Why resolution failed. Every message names the file, batch or setting concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the mapping has no [identity] table: add one (see schemas/graph.toml) to resolve identities"
+    )]
+    NoIdentityRules,
+    #[error("the mapping declares a vertex label `{0}`, which resolution writes itself")]
+    ReservedLabel(String),
+    #[error("{manifest}: no transformed graph batch here (run transform first)")]
+    NotTransformed { manifest: String },
+    #[error("{file}:{line}: {message}")]
+    BadGraphFile {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "batch {batch}: a strong edge ends at {id}, which has no vertex row in the batch and was never seen before"
+    )]
+    UnknownEndpoint { batch: String, id: String },
+    #[error(
+        "{file}: the identity state is damaged: {message} (remove {} and resolve every batch again)",
+        Layout::IDENTITY
+    )]
+    CorruptState { file: String, message: String },
+    #[error(
+        "batch {batch} comes before {last}, the latest batch resolved: batches are resolved in order"
+    )]
+    OutOfOrder { batch: String, last: String },
+    #[error(
+        "the identity state was made with mapping {state} and the mapping given is {given}: \
+         identity rules decide every person, so remove {} and resolve every batch again",
+        Layout::IDENTITY
+    )]
+    MappingChanged { state: String, given: String },
+    #[error("nothing resolved under {0} yet: run `resolve run` (or the loader) first")]
+    NotResolved(String),
+    #[error("{file}:{line}: {message}")]
+    BadTruth {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("no identifier matches `{0}` (tried every identifier kind after normalising)")]
+    NotFound(String),
+    #[error("{0}")]
+    Report(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// A checked request: where the data is and which mapping (with its identity rules) applies.
+#[derive(Debug)]
+pub struct ResolvePlan {
+    pub root: Location,
+    pub mapping: Mapping,
+    /// Also write the HTML report beside each batch's graph output.
+    pub html_report: bool,
+}
+
+impl ResolvePlan {
+    pub fn new(root: Location, mapping: Mapping) -> Result<ResolvePlan, Error> {
+        if mapping.identity.is_none() {
+            return Err(Error::NoIdentityRules);
+        }
+        if mapping.vertex_label(PERSON_LABEL).is_some() {
+            return Err(Error::ReservedLabel(PERSON_LABEL.to_owned()));
+        }
+        Ok(ResolvePlan {
+            root,
+            mapping,
+            html_report: true,
+        })
+    }
+
+    /// The folder of the graph batch that resolving `kind` makes.
+    pub fn graph_dir(&self, kind: &SourceKind) -> Location {
+        self.root.join(&Layout::identity_graph_dir(kind))
+    }
+}
+
+/// What resolving one batch did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveReport {
+    pub batch: String,
+    /// Resolved by an earlier run: nothing was done.
+    pub already_resolved: bool,
+    /// The graph batch to load (`personId` and `Person` vertices).
+    pub graph_dir: String,
+    pub new_identifiers: u64,
+    pub new_people: u64,
+    /// Identifiers whose `personId` the batch sets: new ones and those of merged people.
+    pub changed_identifiers: u64,
+    pub merges: Vec<MergeRecord>,
+    /// People and identifiers after the batch.
+    pub people: u64,
+    pub identifiers: u64,
+    pub html_report: Option<String>,
+    pub seconds: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+fn batch_name(kind: &SourceKind) -> String {
+    match kind {
+        SourceKind::Initial => "initial".to_owned(),
+        SourceKind::Incremental(b) => b.to_string(),
+    }
+}
+
+/// Whether `batch` may follow `last` ("initial" first, then timestamps in order).
+fn comes_after(batch: &str, last: &str) -> bool {
+    match (batch, last) {
+        ("initial", _) => false,
+        (_, "initial") => true,
+        (b, l) => b > l,
+    }
+}
+
+/// The state's summary: how many batches, people and identifiers, and which batches.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateSummary {
+    pub batches: Vec<String>,
+    pub people: u64,
+    pub identifiers: u64,
+    pub merges: u64,
+}
+
+/// What the identity state under `root` holds, if resolution ever ran there.
+pub fn summary(store: &Store, root: &Location) -> Result<Option<StateSummary>, Error> {
+    Ok(state::load_index(store, root)?.map(|index| StateSummary {
+        batches: index.segments.iter().map(|s| s.batch.clone()).collect(),
+        people: index.people,
+        identifiers: index.identifiers,
+        merges: index.segments.iter().map(|s| s.merges.len() as u64).sum(),
+    }))
+}
+
+/// The transformed batches not resolved yet, in the order they must be resolved (initial
+/// first, then incremental batches by time).
+pub fn pending(plan: &ResolvePlan, store: &Store) -> Result<Vec<SourceKind>, Error> {
+    let storage = |e: idgraph_storage::StorageError| Error::Storage(e.to_string());
+    let done: Vec<String> = state::load_index(store, &plan.root)?
+        .map(|i| i.segments.into_iter().map(|s| s.batch).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let initial = plan
+        .root
+        .join(&Layout::graph_dir(&SourceKind::Initial))
+        .join("manifest.json");
+    if store.exists(&initial).map_err(storage)? && !done.iter().any(|b| b == "initial") {
+        out.push(SourceKind::Initial);
+    }
+    let incremental = plan
+        .root
+        .join(&format!("{}/graph/incremental", Layout::DATASETS));
+    let mut batches: Vec<idgraph_core::BatchId> = store
+        .list(&incremental)
+        .map_err(storage)?
+        .iter()
+        .filter_map(|o| {
+            let (batch, rest) = o.relative.split_once('/')?;
+            (rest == "manifest.json").then(|| batch.parse().ok())?
+        })
+        .filter(|b: &idgraph_core::BatchId| !done.iter().any(|d| d == b.as_str()))
+        .collect();
+    batches.sort();
+    out.extend(batches.into_iter().map(SourceKind::Incremental));
+    Ok(out)
+}
+
+/// Resolves one transformed batch on top of every batch resolved before it, and writes its
+/// graph batch. A batch resolved already is not resolved again (the run is idempotent); one
+/// older than the latest resolved is refused.
+pub fn resolve_batch(
+    plan: &ResolvePlan,
+    store: &Store,
+    kind: &SourceKind,
+) -> Result<ResolveReport, Error> {
+    let started = Instant::now();
+    let rules = plan
+        .mapping
+        .identity
+        .as_ref()
+        .ok_or(Error::NoIdentityRules)?;
+    let name = batch_name(kind);
+    let out_dir = plan.graph_dir(kind);
+    let mut state = state::load(store, &plan.root)?;
+    let mut index = state
+        .index
+        .take()
+        .unwrap_or_else(|| state::new_index(&plan.mapping.text_sha256));
+    if index.mapping_sha256 != plan.mapping.text_sha256 {
+        return Err(Error::MappingChanged {
+            state: index.mapping_sha256.clone(),
+            given: plan.mapping.text_sha256.clone(),
+        });
+    }
+    let report =
+        |segment: &state::SegmentEntry, index: &state::Index, already: bool| ResolveReport {
+            batch: segment.batch.clone(),
+            already_resolved: already,
+            graph_dir: out_dir.to_string(),
+            new_identifiers: segment.new_identifiers,
+            new_people: segment.new_people,
+            changed_identifiers: segment.changed_identifiers,
+            merges: segment.merges.clone(),
+            people: index.people,
+            identifiers: index.identifiers,
+            html_report: None,
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: idgraph_core::process::peak_rss_bytes(),
+        };
+    if let Some(done) = index.segments.iter().find(|s| s.batch == name) {
+        return Ok(report(done, &index, true));
+    }
+    if let Some(last) = index.segments.last()
+        && !comes_after(&name, &last.batch)
+    {
+        return Err(Error::OutOfOrder {
+            batch: name,
+            last: last.batch.clone(),
+        });
+    }
+
+    let graph = graph::read_batch(
+        store,
+        &plan.root.join(&Layout::graph_dir(kind)),
+        &plan.mapping,
+        rules,
+    )?;
+    let seq = index.segments.len() as u32;
+    let outcome = link(&state, graph, seq, &name)?;
+    let merges: Vec<MergeRecord> = outcome
+        .merges
+        .iter()
+        .map(|&(absorbed, survivor)| MergeRecord {
+            absorbed: uuid_text(outcome.persons.ids[absorbed as usize]),
+            survivor: uuid_text(outcome.persons.ids[survivor as usize]),
+        })
+        .collect();
+
+    // The graph batch first: a run killed before the state is committed makes it again, the
+    // same bytes (everything is sorted), and the loader then finds it unchanged.
+    let changed = output::write_batch(store, &out_dir, &name, &plan.mapping, &state, &outcome)?;
+
+    let members = state::write_file(
+        store,
+        &plan.root,
+        format!("members-{seq:05}-{name}.bin"),
+        state::encode_members(&outcome.members),
+    )?;
+    let details = state::write_file(
+        store,
+        &plan.root,
+        format!("details-{seq:05}-{name}.bin"),
+        state::encode_details(&outcome.details),
+    )?;
+    let persons = state::write_file(
+        store,
+        &plan.root,
+        format!("persons-{seq:05}.bin"),
+        state::encode_persons(&outcome.persons),
+    )?;
+    let previous_persons = std::mem::replace(&mut index.persons, persons);
+    index.people = outcome
+        .persons
+        .parent
+        .iter()
+        .enumerate()
+        .filter(|&(p, &parent)| p as u32 == parent)
+        .count() as u64;
+    index.identifiers += outcome.members.ids.len() as u64;
+    index.segments.push(state::SegmentEntry {
+        seq,
+        batch: name.clone(),
+        members,
+        details,
+        new_identifiers: outcome.members.ids.len() as u64,
+        new_people: outcome.new_people,
+        changed_identifiers: changed,
+        merges,
+    });
+    state::write_index(store, &plan.root, &index)?;
+    if !previous_persons.path.is_empty() {
+        // Only the committed index names a person table; the older one is garbage now.
+        let _ = store.remove(&state::state_dir(&plan.root).join(&previous_persons.path));
+    }
+    let mut done = report(
+        index.segments.last().unwrap_or_else(|| unreachable!()),
+        &index,
+        false,
+    );
+    if plan.html_report {
+        done.html_report = Some(write_report(plan, store, &out_dir)?.to_string());
+    }
+    done.seconds = started.elapsed().as_secs_f64();
+    done.peak_rss_bytes = idgraph_core::process::peak_rss_bytes();
+    Ok(done)
+}
+
+/// An id as the graph writes it.
+pub(crate) fn uuid_text(id: u128) -> String {
+    let mut s = String::with_capacity(36);
+    transform::push_id(&mut s, id);
+    s
+}
+
+/// What linking a batch decided.
+pub(crate) struct Outcome {
+    /// The batch's new identifiers with their persons (sorted by id).
+    pub(crate) members: state::Members,
+    pub(crate) details: state::Details,
+    /// The person table after the batch.
+    pub(crate) persons: state::Persons,
+    /// The person table before it (to tell whose person changed).
+    pub(crate) parents_before: Vec<u32>,
+    pub(crate) new_people: u64,
+    /// (absorbed, survivor) person numbers.
+    pub(crate) merges: Vec<(u32, u32)>,
+    /// People whose member count or standing changed: their `Person` vertex is written.
+    pub(crate) touched: Vec<u32>,
+}
+
+/// A union-find over the batch's new identifiers and the existing people its strong edges
+/// reach.
+struct Components {
+    parent: Vec<usize>,
+}
+
+impl Components {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            // The smaller index leads, so that the outcome does not depend on edge order.
+            let (lead, other) = if a < b { (a, b) } else { (b, a) };
+            self.parent[other] = lead;
+        }
+    }
+}
+
+fn link(
+    state: &state::State,
+    graph: graph::BatchGraph,
+    seq: u32,
+    batch: &str,
+) -> Result<Outcome, Error> {
+    let graph::BatchGraph {
+        identifiers,
+        strong,
+        links,
+        far,
+    } = graph;
+    // New identifiers, sorted and distinct.
+    let mut fresh: Vec<graph::Keyed> = identifiers
+        .into_iter()
+        .filter(|(id, _, _)| state.person_of(*id).is_none())
+        .collect();
+    fresh.sort_unstable_by_key(|k| k.0);
+    fresh.dedup_by_key(|k| k.0);
+    let n = fresh.len();
+    let fresh_ids: Vec<u128> = fresh.iter().map(|k| k.0).collect();
+
+    // Nodes: 0..n the new identifiers, n.. the existing people reached.
+    let mut person_node: HashMap<u32, usize> = HashMap::new();
+    let mut node_person: Vec<u32> = Vec::new();
+    let mut node_of = |id: u128| -> Option<usize> {
+        if let Ok(i) = fresh_ids.binary_search(&id) {
+            return Some(i);
+        }
+        let p = state.person_of(id)?;
+        Some(*person_node.entry(p).or_insert_with(|| {
+            node_person.push(p);
+            n + node_person.len() - 1
+        }))
+    };
+    let mut edges = Vec::with_capacity(strong.len());
+    for (a, b) in strong {
+        let missing = |id: u128| Error::UnknownEndpoint {
+            batch: batch.to_owned(),
+            id: uuid_text(id),
+        };
+        let na = node_of(a).ok_or_else(|| missing(a))?;
+        let nb = node_of(b).ok_or_else(|| missing(b))?;
+        edges.push((na, nb));
+    }
+    let total = n + node_person.len();
+    let mut components = Components {
+        parent: (0..total).collect(),
+    };
+    for (a, b) in edges {
+        components.union(a, b);
+    }
+
+    // Per component: the existing people in it, oldest (lowest number) first.
+    let mut people_in: HashMap<usize, Vec<u32>> = HashMap::new();
+    for (k, &p) in node_person.iter().enumerate() {
+        let root = components.find(n + k);
+        people_in.entry(root).or_default().push(p);
+    }
+    let mut persons = state.persons.clone();
+    let parents_before = persons.parent.clone();
+    let mut merges = Vec::new();
+    let mut touched = Vec::new();
+    // Existing people joined by the batch: the oldest survives, in order of survivor.
+    let mut joined: Vec<Vec<u32>> = people_in.values().cloned().collect();
+    for group in &mut joined {
+        group.sort_unstable();
+    }
+    joined.sort_unstable();
+    for group in &joined {
+        let survivor = group[0];
+        for &absorbed in &group[1..] {
+            persons.parent[absorbed as usize] = survivor;
+            let moved = std::mem::take(&mut persons.members[absorbed as usize]);
+            persons.members[survivor as usize] += moved;
+            merges.push((absorbed, survivor));
+            touched.push(absorbed);
+        }
+        if group.len() > 1 {
+            touched.push(survivor);
+        }
+    }
+    // New identifiers: their component's oldest person, or a new person per component,
+    // numbered in the order of the component's smallest identifier (the id is derived from it).
+    let mut new_person_of_root: HashMap<usize, u32> = HashMap::new();
+    let mut member_persons = Vec::with_capacity(n);
+    let mut new_people = 0;
+    for (i, &id) in fresh_ids.iter().enumerate() {
+        let root = components.find(i);
+        let person = match people_in.get(&root) {
+            Some(group) => group.iter().copied().min().unwrap_or_default(),
+            None => *new_person_of_root.entry(root).or_insert_with(|| {
+                new_people += 1;
+                let founder = uuid_text(id);
+                persons.push(transform::vertex_id(PERSON_LABEL, &founder), seq)
+            }),
+        };
+        persons.members[person as usize] += 1;
+        touched.push(person);
+        member_persons.push(person);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+
+    let mut keys = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    for (_, label, key) in fresh {
+        labels.push(label);
+        keys.push(key);
+    }
+    Ok(Outcome {
+        members: state::Members {
+            ids: fresh_ids,
+            labels,
+            persons: member_persons,
+        },
+        details: state::Details { keys, links, far },
+        persons,
+        parents_before,
+        new_people,
+        merges,
+        touched,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_come_in_order() {
+        assert!(comes_after("20260101_000000", "initial"));
+        assert!(comes_after("20260102_000000", "20260101_000000"));
+        assert!(!comes_after("20260101_000000", "20260101_000000"));
+        assert!(!comes_after("initial", "20260101_000000"));
+        assert!(!comes_after("20251231_000000", "20260101_000000"));
+    }
+}
