@@ -55,6 +55,8 @@ pub struct Settings {
     pub show_values: Option<bool>,
     /// Seconds an S3 run lock lasts unless renewed (default 600; renewed every third of it).
     pub lock_ttl_secs: Option<u64>,
+    /// Resolve identities after each batch's load and load the `personId` batch (default true).
+    pub resolve: Option<bool>,
     /// Where the transform step runs (the `[engine]` table: local, spark or glue).
     #[serde(default)]
     pub engine: spark_engine::EngineSettings,
@@ -113,6 +115,7 @@ impl Settings {
             force: flag("IDGRAPH_FORCE")?,
             show_values: flag("IDGRAPH_SHOW_VALUES")?,
             lock_ttl_secs: number("IDGRAPH_LOCK_TTL_SECS")?.map(|n| n as u64),
+            resolve: flag("IDGRAPH_RESOLVE")?,
             engine: spark_engine::EngineSettings::from_env(&var).map_err(|e| e.to_string())?,
         })
     }
@@ -140,6 +143,7 @@ impl Settings {
             allow_empty_strings: over.allow_empty_strings.or(self.allow_empty_strings),
             dependencies: over.dependencies.or(self.dependencies),
             mapping: over.mapping.or(self.mapping),
+            resolve: over.resolve.or(self.resolve),
             max_reject_rate: over.max_reject_rate.or(self.max_reject_rate),
             max_file_mb: over.max_file_mb.or(self.max_file_mb),
             gzip: over.gzip.or(self.gzip),
@@ -184,6 +188,8 @@ pub struct Plan {
     pub show_values: bool,
     /// How long an S3 run lock lasts unless renewed.
     pub lock_ttl: Duration,
+    /// Resolve identities after each batch's load and load the result.
+    pub resolve: bool,
 }
 
 /// The transform step's settings, as `transform` itself takes them.
@@ -364,6 +370,7 @@ impl Plan {
         }
         Ok(Plan {
             lock_ttl: Duration::from_secs(lock_ttl),
+            resolve: settings.resolve.unwrap_or(true),
             show_values: settings.show_values.unwrap_or(false),
             transform,
             mode,

@@ -115,6 +115,10 @@ struct Common {
     /// [default: 600]
     #[arg(long, global = true, value_name = "SECS")]
     lock_ttl_secs: Option<u64>,
+    /// Do not resolve identities after each batch's load (resolution gives every identifier of
+    /// a person one `personId` and loads it as its own batch)
+    #[arg(long, global = true)]
+    no_resolve: bool,
     #[command(flatten)]
     engine: spark_engine::EngineSettings,
     /// Print the report as JSON.
@@ -220,6 +224,7 @@ fn settings(common: &Common) -> anyhow::Result<Settings> {
         force: common.force.then_some(true),
         show_values: common.show_values.then_some(true),
         lock_ttl_secs: common.lock_ttl_secs,
+        resolve: common.no_resolve.then_some(false),
         engine: common.engine.clone(),
     };
     Ok(file.overlay(env).overlay(flags))
@@ -231,41 +236,34 @@ fn print_report(report: &RunReport, json: bool, seconds: f64) -> anyhow::Result<
         return Ok(());
     }
     for batch in &report.batches {
-        let vertices: u64 = batch.vertices.values().sum();
-        let edges: u64 = batch.edges.values().sum();
-        println!(
-            "batch {}: {}{} files, {} uploaded ({} bytes); {vertices} vertices, {edges} edges",
-            batch.batch,
-            if batch.transformed {
-                "transformed, "
-            } else {
-                ""
-            },
-            batch.files,
-            batch.uploaded_files,
-            batch.uploaded_bytes
-        );
-        if batch.already_loaded {
-            println!("  already loaded by an earlier run");
-        }
-        for load in &batch.loads {
-            match &load.status {
-                Some(s) => println!(
-                    "  {} load {}: {}, {} records, {} duplicates, {} errors, {:.1} s",
-                    load.part,
-                    load.load_id.as_deref().unwrap_or("(id not recorded)"),
-                    s.status,
-                    s.total_records,
-                    s.total_duplicates,
-                    s.errors(),
-                    s.total_time_spent
-                ),
-                None => println!(
-                    "  {} load {}",
-                    load.part,
-                    load.load_id.as_deref().unwrap_or("(id not recorded)")
-                ),
+        print_batch(batch);
+        if let Some(identity) = &batch.identity {
+            let r = &identity.resolved;
+            println!(
+                "identity {}: {} people resolved from {} identifiers ({} new people, {} merges; personId set on {}){}",
+                r.batch,
+                r.people,
+                r.identifiers,
+                r.new_people,
+                r.merges.len(),
+                r.changed_identifiers,
+                if r.already_resolved {
+                    ", resolved by an earlier run"
+                } else {
+                    ""
+                }
+            );
+            if let Some(page) = &r.html_report {
+                println!("  report: {page}");
             }
+            if r.skipped_rows > 0 {
+                println!(
+                    "  skipped {} rows that are not graph rows, such as {}",
+                    r.skipped_rows,
+                    r.skipped.first().map(String::as_str).unwrap_or_default()
+                );
+            }
+            print_batch(&identity.load);
         }
     }
     if let Some(watermark) = &report.watermark {
@@ -281,6 +279,45 @@ fn print_report(report: &RunReport, json: bool, seconds: f64) -> anyhow::Result<
     }
     println!("done in {seconds:.1} s");
     Ok(())
+}
+
+fn print_batch(batch: &loader::BatchReport) {
+    let vertices: u64 = batch.vertices.values().sum();
+    let edges: u64 = batch.edges.values().sum();
+    println!(
+        "batch {}: {}{} files, {} uploaded ({} bytes); {vertices} vertices, {edges} edges",
+        batch.batch,
+        if batch.transformed {
+            "transformed, "
+        } else {
+            ""
+        },
+        batch.files,
+        batch.uploaded_files,
+        batch.uploaded_bytes
+    );
+    if batch.already_loaded {
+        println!("  already loaded by an earlier run");
+    }
+    for load in &batch.loads {
+        match &load.status {
+            Some(s) => println!(
+                "  {} load {}: {}, {} records, {} duplicates, {} errors, {:.1} s",
+                load.part,
+                load.load_id.as_deref().unwrap_or("(id not recorded)"),
+                s.status,
+                s.total_records,
+                s.total_duplicates,
+                s.errors(),
+                s.total_time_spent
+            ),
+            None => println!(
+                "  {} load {}",
+                load.part,
+                load.load_id.as_deref().unwrap_or("(id not recorded)")
+            ),
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -47,6 +47,9 @@ pub enum RunError {
     /// The transform on Spark or Glue failed.
     #[error("transform: {0}")]
     Engine(#[from] spark_engine::EngineError),
+    /// Identity resolution after a load failed.
+    #[error("resolve: {0}")]
+    Resolve(#[from] resolve::Error),
 }
 
 /// A load that ended badly, with its error log.
@@ -115,6 +118,15 @@ pub struct BatchReport {
     pub loads: Vec<LoadRecord>,
     pub vertices: BTreeMap<String, u64>,
     pub edges: BTreeMap<String, u64>,
+    /// Identity resolution after the batch's load, and the load of its `personId` batch.
+    pub identity: Option<IdentityReport>,
+}
+
+/// What resolving a batch's identities did, and the load of the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityReport {
+    pub resolved: resolve::ResolveReport,
+    pub load: Box<BatchReport>,
 }
 
 /// What a run would do to one batch (`--dry-run`).
@@ -172,6 +184,30 @@ impl Manifest {
     }
 }
 
+/// A graph batch to load: the transform's output for a source batch, or resolution's.
+struct GraphBatch {
+    /// As the run state records it: `initial`, `20260101_000000`, `identity/initial`...
+    name: String,
+    /// Its folder, relative to the root (and to the stage).
+    key: String,
+}
+
+impl GraphBatch {
+    fn transformed(kind: &SourceKind) -> GraphBatch {
+        GraphBatch {
+            name: batch_name(kind),
+            key: Layout::graph_dir(kind),
+        }
+    }
+
+    fn identity(kind: &SourceKind) -> GraphBatch {
+        GraphBatch {
+            name: format!("identity/{}", batch_name(kind)),
+            key: Layout::identity_graph_dir(kind),
+        }
+    }
+}
+
 /// Concurrent uploads (as many as `aws s3 cp` makes by default).
 const UPLOAD_THREADS: usize = 10;
 
@@ -208,7 +244,11 @@ fn graph_dir(plan: &Plan, kind: &SourceKind) -> Location {
 }
 
 fn read_manifest(plan: &Plan, store: &Store, kind: &SourceKind) -> Result<Manifest, RunError> {
-    let location = graph_dir(plan, kind).join("manifest.json");
+    read_manifest_at(store, &graph_dir(plan, kind))
+}
+
+fn read_manifest_at(store: &Store, dir: &Location) -> Result<Manifest, RunError> {
+    let location = dir.join("manifest.json");
     let bytes = store.read(&location).map_err(setup)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| setup(format!("{location}: not a transform manifest: {e}")))
@@ -385,10 +425,10 @@ impl Stager<'_> {
     /// and (files uploaded, bytes uploaded).
     fn stage(
         &self,
-        kind: &SourceKind,
+        batch: &GraphBatch,
         manifest: &Manifest,
     ) -> Result<(String, String, usize, u64), RunError> {
-        let batch_dir = graph_dir(self.plan, kind);
+        let batch_dir = self.plan.root.join(&batch.key);
         let Some(stage) = &self.plan.stage else {
             // The local endpoint reads the local folder in place.
             return Ok((
@@ -398,7 +438,7 @@ impl Stager<'_> {
                 0,
             ));
         };
-        let target = stage.join(&Layout::graph_dir(kind));
+        let target = stage.join(&batch.key);
         let sources = (
             target.join("vertices").to_string() + "/",
             target.join("edges").to_string() + "/",
@@ -411,7 +451,7 @@ impl Stager<'_> {
         self.say(&format!(
             "uploading {} files ({total} bytes) of batch {} to {target}",
             manifest.files.len(),
-            batch_name(kind)
+            batch.name
         ));
         let bar = if self.progress {
             let bar = indicatif::ProgressBar::new(total);
@@ -421,7 +461,7 @@ impl Stager<'_> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            bar.set_message(batch_name(kind));
+            bar.set_message(batch.name.clone());
             bar
         } else {
             indicatif::ProgressBar::hidden()
@@ -505,14 +545,14 @@ pub fn upload(
     };
     stager.ensure_transformed(&kind)?;
     let manifest = read_manifest(plan, store, &kind)?;
-    let (_, _, files, bytes) = stager.stage(&kind, &manifest)?;
+    let (_, _, files, bytes) = stager.stage(&GraphBatch::transformed(&kind), &manifest)?;
     Ok((manifest.files.len(), files, bytes))
 }
 
 /// Test-only: `IDGRAPH_TEST_EXIT_AT=POINT` makes the process exit at once at that point, as a
 /// kill would (no destructor runs, the lock stays behind), so tests can restart a run from every
 /// point where a real one can die. The points: `before-start`, `after-start`, `after-state`,
-/// `polling`, `between-parts`, `before-watermark`.
+/// `polling`, `between-parts`, `after-resolve`, `before-watermark`.
 fn exit_point(point: &str) {
     if std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
         eprintln!("loader: exiting at {point} (IDGRAPH_TEST_EXIT_AT)");
@@ -588,12 +628,60 @@ impl Runner<'_> {
         })
     }
 
-    /// Loads one batch, resuming whatever an earlier run of it left in flight.
+    /// Transforms and loads one batch, resuming whatever an earlier run of it left in flight;
+    /// then, unless turned off, resolves its identities and loads the result.
     fn batch(&self, state: &mut State, kind: &SourceKind) -> Result<BatchReport, RunError> {
-        let name = batch_name(kind);
+        let transformed = self.stager().ensure_transformed(kind)?;
+        let mut report = self.load_graph(state, &GraphBatch::transformed(kind), transformed)?;
+        if self.plan.resolve {
+            report.identity = Some(self.resolve(state, kind)?);
+        }
+        Ok(report)
+    }
+
+    /// Resolves the batch's identities (and first those of earlier batches loaded while
+    /// resolution was off) and loads each `personId` batch. Resolving a batch twice does
+    /// nothing, and its load is recorded like any other: a run killed anywhere here resumes.
+    fn resolve(&self, state: &mut State, kind: &SourceKind) -> Result<IdentityReport, RunError> {
+        let plan =
+            resolve::ResolvePlan::new(self.plan.root.clone(), self.plan.transform.mapping.clone())?;
+        let mut order = resolve::pending(&plan, self.store)?;
+        match order.iter().position(|k| k == kind) {
+            Some(at) => order.truncate(at),
+            None => order.clear(),
+        }
+        order.push(kind.clone());
+        let mut last = None;
+        for k in &order {
+            let resolved = resolve::resolve_batch(&plan, self.store, k)?;
+            self.say(&format!(
+                "batch {}: {} people ({} new, {} merges), personId set on {} identifiers",
+                resolved.batch,
+                resolved.people,
+                resolved.new_people,
+                resolved.merges.len(),
+                resolved.changed_identifiers
+            ));
+            exit_point("after-resolve");
+            let load = self.load_graph(state, &GraphBatch::identity(k), false)?;
+            last = Some(IdentityReport {
+                resolved,
+                load: Box::new(load),
+            });
+        }
+        last.ok_or_else(|| setup("nothing to resolve"))
+    }
+
+    /// Loads one graph batch, resuming whatever an earlier run of it left in flight.
+    fn load_graph(
+        &self,
+        state: &mut State,
+        batch: &GraphBatch,
+        transformed: bool,
+    ) -> Result<BatchReport, RunError> {
+        let name = batch.name.clone();
         let stager = self.stager();
-        let transformed = stager.ensure_transformed(kind)?;
-        let manifest = read_manifest(self.plan, self.store, kind)?;
+        let manifest = read_manifest_at(self.store, &self.plan.root.join(&batch.key))?;
         let mut report = BatchReport {
             batch: name.clone(),
             transformed,
@@ -604,6 +692,7 @@ impl Runner<'_> {
             loads: Vec::new(),
             vertices: manifest.vertices.clone(),
             edges: manifest.edges.clone(),
+            identity: None,
         };
         let file_records = manifest.file_records();
         // Graph files other than the ones this target recorded for the batch (transformed again,
@@ -636,7 +725,7 @@ impl Runner<'_> {
             report.loads = state.batches[&name].loads.clone();
             return Ok(report);
         }
-        let (vertices_source, edges_source, files, bytes) = stager.stage(kind, &manifest)?;
+        let (vertices_source, edges_source, files, bytes) = stager.stage(batch, &manifest)?;
         report.uploaded_files = files;
         report.uploaded_bytes = bytes;
         {
@@ -668,19 +757,24 @@ impl Runner<'_> {
         } else {
             vec![vertices.0.clone()]
         };
-        let edges = self.ensure_load(
-            state,
-            &name,
-            "edges",
-            LoadRequest {
-                source: edges_source,
-                dependencies,
-                mode,
-            },
-        )?;
+        let mut parts = vec![("vertices", vertices)];
+        // A batch without edges (identity resolution's) has no edge load.
+        if manifest.files.iter().any(|f| f.path.starts_with("edges/")) {
+            let edges = self.ensure_load(
+                state,
+                &name,
+                "edges",
+                LoadRequest {
+                    source: edges_source,
+                    dependencies,
+                    mode,
+                },
+            )?;
+            parts.push(("edges", edges));
+        }
         // Loads an earlier run saw complete are checked again too: a load that completed with
         // more errors than --max-error-rate allows fails every run, not only the first.
-        for (part, (id, _)) in [("vertices", vertices), ("edges", edges)] {
+        for (part, (id, _)) in parts {
             self.finish_load(state, &name, part, &id)?;
         }
         let record = state.batches.entry(name.clone()).or_default();

@@ -218,13 +218,19 @@ fn uninterrupted() -> &'static neptune_local::Stats {
 fn check(point: &str) {
     let (_dir, s3, _store) = LocalS3::with_buckets(&["stage"]);
     let (graph, loads) = interrupted_at(Some(point), &s3);
-    let sources: Vec<String> = ["initial", &format!("incremental/{BATCH}")]
+    let mut sources: Vec<String> = ["initial", &format!("incremental/{BATCH}")]
         .iter()
         .flat_map(|b| {
             ["vertices", "edges"]
                 .map(|part| format!("s3://stage/{point}/datasets/graph/{b}/{part}/"))
         })
         .collect();
+    // Identity resolution's batches: personId vertices only.
+    for b in ["initial", BATCH] {
+        sources.push(format!(
+            "s3://stage/{point}/datasets/identity/graph/{b}/vertices/"
+        ));
+    }
     assert_eq!(loads.len(), sources.len(), "at {point}: {loads:?}");
     for source in &sources {
         let of_source = loads.get(source).cloned().unwrap_or_default();
@@ -239,6 +245,11 @@ fn check(point: &str) {
         );
     }
     assert_eq!(&graph, uninterrupted(), "at {point}");
+}
+
+#[test]
+fn killed_after_resolving_before_the_identity_load() {
+    check("after-resolve");
 }
 
 #[test]

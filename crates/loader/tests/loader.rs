@@ -69,11 +69,26 @@ fn graph_stats(root: &Path) -> neptune_local::Stats {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Distinct ids per label over every graph batch's files of one kind (`vertices` or `edges`):
-/// what the graph must hold after loading them all.
+/// The default mapping without the inCountry edge (nor its identity rule).
+fn mapping_without_country_edges() -> String {
+    transform::DEFAULT_MAPPING_TOML
+        .replace(
+            "[[edge]]\nlabel = \"inCountry\"\ndataset = \"first_party\"\nfrom = { vertex = \"City\", column = \"city\" }\nto = { vertex = \"Country\", column = \"country\" }\n",
+            "",
+        )
+        .replace(", \"inCountry\",", ",")
+}
+
+/// Distinct ids per label over every graph batch's files of one kind (`vertices` or `edges`),
+/// identity resolution's `Person` vertices included: what the graph must hold after loading
+/// them all. (Its `personId` files set a property on vertices counted already.)
 fn distinct_ids(root: &Path, kind: &str) -> BTreeMap<String, u64> {
     let mut ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut stack = vec![root.join("datasets/graph")];
+    let mut stack = vec![
+        root.join("datasets/graph"),
+        root.join("datasets/identity/graph"),
+    ];
+    stack.retain(|d| d.is_dir());
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
             let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
@@ -88,6 +103,9 @@ fn distinct_ids(root: &Path, kind: &str) -> BTreeMap<String, u64> {
                     .and_then(|n| n.rsplit_once('-'))
                     .map(|(l, _)| l.to_owned())
                     .unwrap_or_default();
+                if label == "personId" {
+                    continue;
+                }
                 let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
                 let set = ids.entry(label).or_default();
                 for line in text.lines().skip(1) {
@@ -165,7 +183,15 @@ mod runs {
                 })
                 .unwrap_or_default()
         };
-        assert_eq!(stats.vertex_labels, counts("vertices"));
+        let mut vertices = counts("vertices");
+        // And resolution's people.
+        vertices.insert(
+            "Person".into(),
+            report["batches"][0]["identity"]["load"]["vertices"]["Person"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no identity load: {report}")),
+        );
+        assert_eq!(stats.vertex_labels, vertices);
         assert_eq!(stats.edge_labels, counts("edges"));
 
         increment(root, 300, "20260102_000000");
@@ -336,7 +362,16 @@ mod failures {
         }
         assert_eq!(loads.len(), 4, "{loads:?}");
         let manifest_vertices: u64 = report.batches[0].vertices.values().sum();
-        assert_eq!(report.graph.map(|g| g.vertices), Some(manifest_vertices));
+        // And resolution's people.
+        let people = report.batches[0]
+            .identity
+            .as_ref()
+            .and_then(|i| i.load.vertices.get("Person").copied())
+            .unwrap_or_else(|| panic!("no identity load"));
+        assert_eq!(
+            report.graph.map(|g| g.vertices),
+            Some(manifest_vertices + people)
+        );
     }
 
     #[test]
@@ -418,6 +453,13 @@ mod failures {
             tolerant.status.success(),
             "{}",
             String::from_utf8_lossy(&tolerant.stderr)
+        );
+        // Resolution skips the row the loader rejected, and says so.
+        let stdout = String::from_utf8_lossy(&tolerant.stdout);
+        assert!(
+            stdout.contains("skipped 1 rows that are not graph rows, such as")
+                && stdout.contains("User-00000.csv:"),
+            "{stdout}"
         );
     }
 
@@ -615,10 +657,7 @@ mod failures {
             "[[edge_unused]]\nlabel = \"inCountry\"",
         );
         let edited: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        let text = transform::DEFAULT_MAPPING_TOML.replace(
-            "[[edge]]\nlabel = \"inCountry\"\ndataset = \"first_party\"\nfrom = { vertex = \"City\", column = \"city\" }\nto = { vertex = \"Country\", column = \"country\" }\n",
-            "",
-        );
+        let text = mapping_without_country_edges();
         assert!(edited.contains_key("edge_unused") && !text.contains("inCountry"));
         let mapping = root.join("no-country-edges.toml");
         std::fs::write(&mapping, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -680,14 +719,7 @@ mod failures {
         generate(root, 200);
         // Loaded with a mapping that makes no inCountry edges...
         let mapping = root.join("no-country-edges.toml");
-        std::fs::write(
-            &mapping,
-            transform::DEFAULT_MAPPING_TOML.replace(
-                "[[edge]]\nlabel = \"inCountry\"\ndataset = \"first_party\"\nfrom = { vertex = \"City\", column = \"city\" }\nto = { vertex = \"Country\", column = \"country\" }\n",
-                "",
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&mapping, mapping_without_country_edges()).unwrap_or_else(|e| panic!("{e}"));
         let mapping_arg = mapping.display().to_string();
         run_ok(loader_cmd(root, &["--mapping", &mapping_arg, "full"]));
         assert!(!graph_stats(root).edge_labels.contains_key("inCountry"));

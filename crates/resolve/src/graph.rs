@@ -38,6 +38,9 @@ pub(crate) struct BatchGraph {
     pub(crate) links: Vec<Link>,
     /// Keys of the vertices at the far end of `links`.
     pub(crate) far: Vec<Keyed>,
+    /// Rows that are not graph rows (`file:line: reason`): the loader rejects them too, and a
+    /// run that tolerates load errors (`--max-error-rate`) should not stop here either.
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Which end of a weak edge label is the identifier.
@@ -132,6 +135,30 @@ pub(crate) fn read_text(store: &Store, location: &Location) -> Result<String, Er
     String::from_utf8(bytes).map_err(|e| bad(location, 0, format!("not UTF-8: {e}")))
 }
 
+/// The fields at `at` of a record, with its line; an error names the file and line.
+fn fields_at<const N: usize>(
+    location: &Location,
+    record: Result<gremlin_csv::Record<'_>, gremlin_csv::RecordError>,
+    at: [usize; N],
+) -> Result<(u64, [String; N]), Error> {
+    let record = record.map_err(|e| bad(location, e.line(), e))?;
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, &i) in out.iter_mut().zip(&at) {
+        *slot = record
+            .fields
+            .get(i)
+            .map(|f| f.text.to_string())
+            .ok_or_else(|| {
+                bad(
+                    location,
+                    record.line,
+                    format!("the row has no field {}", i + 1),
+                )
+            })?;
+    }
+    Ok((record.line, out))
+}
+
 fn parse_id(location: &Location, line: u64, text: &str) -> Result<u128, Error> {
     uuid::Uuid::try_parse(text)
         .map(|u| u.as_u128())
@@ -166,6 +193,7 @@ pub(crate) fn read_batch(
         graph.strong.extend(part.strong);
         graph.links.extend(part.links);
         graph.far.extend(part.far);
+        graph.skipped.extend(part.skipped);
     }
     Ok(graph)
 }
@@ -198,19 +226,18 @@ fn read_file(
             } else {
                 &mut out.far
             };
+            let mut skipped = Vec::new();
             for record in Records::new(&text).skip(1) {
-                let record = record.map_err(|e| bad(&location, e.line(), e))?;
-                let (Some(id), Some(key)) = (record.fields.first(), record.fields.get(2)) else {
-                    return Err(bad(
-                        &location,
-                        record.line,
-                        "a vertex row needs ~id, ~label and a key",
-                    ));
-                };
-                let id = parse_id(&location, record.line, &id.text)?;
-                // Keys are written as String values: `;` escaped.
-                target.push((id, label as u16, key.text.replace("\\;", ";")));
+                // The id and the third field, the key (a String value: `;` escaped).
+                let row = fields_at(&location, record, [0, 2]).and_then(|(line, [id, key])| {
+                    Ok((parse_id(&location, line, &id)?, key.replace("\\;", ";")))
+                });
+                match row {
+                    Ok((id, key)) => target.push((id, label as u16, key)),
+                    Err(e) => skipped.push(e.to_string()),
+                }
             }
+            out.skipped = skipped;
         }
         "edge" => {
             let Some(label) = mapping.edge_label(&file.label) else {
@@ -227,16 +254,19 @@ fn read_file(
             }
             let text = read_text(store, &location)?;
             for record in Records::new(&text).skip(1) {
-                let record = record.map_err(|e| bad(&location, e.line(), e))?;
-                let (Some(from), Some(to)) = (record.fields.get(1), record.fields.get(2)) else {
-                    return Err(bad(
-                        &location,
-                        record.line,
-                        "an edge row needs ~id, ~from and ~to",
-                    ));
+                let ends = fields_at(&location, record, [1, 2]).and_then(|(line, [from, to])| {
+                    Ok((
+                        parse_id(&location, line, &from)?,
+                        parse_id(&location, line, &to)?,
+                    ))
+                });
+                let (from, to) = match ends {
+                    Ok(ends) => ends,
+                    Err(e) => {
+                        out.skipped.push(e.to_string());
+                        continue;
+                    }
                 };
-                let from = parse_id(&location, record.line, &from.text)?;
-                let to = parse_id(&location, record.line, &to.text)?;
                 match side {
                     _ if strong => out.strong.push((from, to)),
                     Some(Side::From) => out.links.push((from, label as u16, to)),

@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! use idgraph_core::SourceKind;
-//! let store = idgraph_storage::Store::new();
+//! let store = idgraph_storage::Store::default();
 //! let plan = resolve::ResolvePlan::new("data".parse().map_err(anyhow::Error::msg)?, transform::Mapping::default_mapping()?)?;
 //! let report = resolve::resolve_batch(&plan, &store, &SourceKind::Initial)?;
 //! println!("{} people", report.people);
@@ -38,7 +38,7 @@ use transform::Mapping;
 pub use report::write_report;
 pub use score::{ClusterSizes, Score, score};
 pub use state::MergeRecord;
-pub use who::{Identifier, Person, Shared, who};
+pub use who::{Answer, Identifier, Person, Shared, who};
 
 /// The vertex label of people in the graph output.
 pub const PERSON_LABEL: &str = "Person";
@@ -76,11 +76,12 @@ pub enum Error {
     )]
     OutOfOrder { batch: String, last: String },
     #[error(
-        "the identity state was made with mapping {state} and the mapping given is {given}: \
-         identity rules decide every person, so remove {} and resolve every batch again",
+        "the identity state was made with other identity rules (strong edges, identifier labels \
+         or their normalisation: {state}, now {given}); they decide every person, so remove {} \
+         and resolve every batch again",
         Layout::IDENTITY
     )]
-    MappingChanged { state: String, given: String },
+    RulesChanged { state: String, given: String },
     #[error("nothing resolved under {0} yet: run `resolve run` (or the loader) first")]
     NotResolved(String),
     #[error("{file}:{line}: {message}")]
@@ -144,6 +145,10 @@ pub struct ResolveReport {
     pub people: u64,
     pub identifiers: u64,
     pub html_report: Option<String>,
+    /// Rows of the batch's graph files that are not graph rows, skipped (the loader rejects
+    /// them too): how many, and the first ten as `file:line: reason`.
+    pub skipped_rows: u64,
+    pub skipped: Vec<String>,
     pub seconds: f64,
     pub peak_rss_bytes: Option<u64>,
 }
@@ -233,14 +238,15 @@ pub fn resolve_batch(
     let name = batch_name(kind);
     let out_dir = plan.graph_dir(kind);
     let mut state = state::load(store, &plan.root)?;
+    let fingerprint = rules_fingerprint(&plan.mapping, rules);
     let mut index = state
         .index
         .take()
-        .unwrap_or_else(|| state::new_index(&plan.mapping.text_sha256));
-    if index.mapping_sha256 != plan.mapping.text_sha256 {
-        return Err(Error::MappingChanged {
-            state: index.mapping_sha256.clone(),
-            given: plan.mapping.text_sha256.clone(),
+        .unwrap_or_else(|| state::new_index(&fingerprint));
+    if index.rules_sha256 != fingerprint {
+        return Err(Error::RulesChanged {
+            state: index.rules_sha256.clone(),
+            given: fingerprint,
         });
     }
     let report =
@@ -255,6 +261,8 @@ pub fn resolve_batch(
             people: index.people,
             identifiers: index.identifiers,
             html_report: None,
+            skipped_rows: 0,
+            skipped: Vec::new(),
             seconds: started.elapsed().as_secs_f64(),
             peak_rss_bytes: idgraph_core::process::peak_rss_bytes(),
         };
@@ -270,13 +278,16 @@ pub fn resolve_batch(
         });
     }
 
-    let graph = graph::read_batch(
+    let mut graph = graph::read_batch(
         store,
         &plan.root.join(&Layout::graph_dir(kind)),
         &plan.mapping,
         rules,
     )?;
     let seq = index.segments.len() as u32;
+    let mut skipped = std::mem::take(&mut graph.skipped);
+    let skipped_rows = skipped.len() as u64;
+    skipped.truncate(10);
     let outcome = link(&state, graph, seq, &name)?;
     let merges: Vec<MergeRecord> = outcome
         .merges
@@ -341,9 +352,40 @@ pub fn resolve_batch(
     if plan.html_report {
         done.html_report = Some(write_report(plan, store, &out_dir)?.to_string());
     }
+    done.skipped_rows = skipped_rows;
+    done.skipped = skipped;
     done.seconds = started.elapsed().as_secs_f64();
     done.peak_rss_bytes = idgraph_core::process::peak_rss_bytes();
     Ok(done)
+}
+
+/// What decides people in a mapping: the strong edge labels, the identifier labels and how
+/// their keys are normalised. Other edits (a weak edge, a property) leave the state valid.
+fn rules_fingerprint(mapping: &Mapping, rules: &transform::IdentityRules) -> String {
+    use sha2::Digest;
+    let mut strong: Vec<&str> = rules
+        .strong
+        .iter()
+        .map(|&l| mapping.edges[l].name.as_str())
+        .collect();
+    strong.sort_unstable();
+    let mut identifiers: Vec<String> = rules
+        .identifiers
+        .iter()
+        .map(|&l| {
+            format!(
+                "{}:{:?}",
+                mapping.vertices[l].name, mapping.vertices[l].normalise
+            )
+        })
+        .collect();
+    identifiers.sort_unstable();
+    let text = format!(
+        "strong={}\nidentifiers={}\n",
+        strong.join(","),
+        identifiers.join(",")
+    );
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// An id as the graph writes it.
@@ -405,6 +447,7 @@ fn link(
         strong,
         links,
         far,
+        skipped: _,
     } = graph;
     // New identifiers, sorted and distinct.
     let mut fresh: Vec<graph::Keyed> = identifiers

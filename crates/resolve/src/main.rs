@@ -112,6 +112,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     if let Some(page) = &report.html_report {
                         println!("  report: {page}");
                     }
+                    if report.skipped_rows > 0 {
+                        println!(
+                            "  skipped {} rows that are not graph rows, such as:",
+                            report.skipped_rows
+                        );
+                        for s in &report.skipped {
+                            println!("    {s}");
+                        }
+                    }
                 }
                 reports.push(report);
             }

@@ -46,13 +46,21 @@ fn bar_chart(
             .y_desc(y_desc)
             .draw()
             .map_err(report_error)?;
+        // Bars drawn one by one, in order (plotters' Histogram groups them in a hash map, which
+        // would make the file differ from run to run).
+        let fill = RGBColor(46, 110, 180).filled();
         chart
-            .draw_series(
-                Histogram::vertical(&chart)
-                    .style(RGBColor(46, 110, 180).filled())
-                    .margin(6)
-                    .data(bars.iter().enumerate().map(|(i, b)| (i, b.1))),
-            )
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), b.1),
+                    ],
+                    fill,
+                );
+                bar.set_margin(0, 0, 6, 6);
+                bar
+            }))
             .map_err(report_error)?;
         root.present().map_err(report_error)?;
     }

@@ -54,8 +54,9 @@ pub struct SegmentEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     pub format: u32,
-    /// The mapping resolution ran with: its identity rules decide every segment.
-    pub mapping_sha256: String,
+    /// The identity rules resolution ran with (see `rules_fingerprint`): they decide every
+    /// segment.
+    pub rules_sha256: String,
     pub segments: Vec<SegmentEntry>,
     pub persons: FileEntry,
     /// People now (merged ones not counted).
@@ -250,10 +251,10 @@ pub(crate) fn write_index(store: &Store, root: &Location, index: &Index) -> Resu
         .map_err(storage)
 }
 
-pub(crate) fn new_index(mapping_sha256: &str) -> Index {
+pub(crate) fn new_index(rules_sha256: &str) -> Index {
     Index {
         format: FORMAT,
-        mapping_sha256: mapping_sha256.to_owned(),
+        rules_sha256: rules_sha256.to_owned(),
         segments: Vec::new(),
         persons: FileEntry {
             path: String::new(),

@@ -18,15 +18,16 @@ pub struct Identifier {
     pub first_seen: String,
 }
 
-/// Something a person's identifiers link to weakly that other people link to as well (a
-/// household's IP or device, a product).
+/// Something identifiers link to weakly, which several people can share (a household's IP or
+/// device, a product). As part of a person: `others` are the other people; asked for itself:
+/// every person linked to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shared {
     pub kind: String,
     pub key: String,
-    /// How many people it links to, this one included.
+    /// How many people it links to.
     pub people: u64,
-    /// The other people's ids (the first ten).
+    /// People's ids (the first ten, sorted).
     pub others: Vec<String>,
 }
 
@@ -48,9 +49,81 @@ pub struct Person {
     pub merged: Vec<String>,
 }
 
-/// Finds the person behind `key`: any identifier (in any case or format its normalisation
-/// accepts) or a person id.
-pub fn who(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error> {
+/// What `who` found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "found", rename_all = "snake_case")]
+pub enum Answer {
+    /// The key is an identifier (or a person id): its person.
+    Person(Person),
+    /// The key is something people share (a device, an IP, a product): who links to it.
+    Shared(Shared),
+}
+
+/// Finds who is behind `key`: the person of an identifier (in any case or format its
+/// normalisation accepts) or of a person id; or, for a shared thing such as a device or an IP,
+/// the people linked to it.
+pub fn who(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Answer, Error> {
+    match person(plan, store, key) {
+        Err(Error::NotFound(_)) => shared(plan, store, key).map(Answer::Shared),
+        other => other.map(Answer::Person),
+    }
+}
+
+/// The people linked to a shared thing (the far end of a weak link).
+fn shared(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Shared, Error> {
+    let state = state::load(store, &plan.root)?;
+    let Some(index) = &state.index else {
+        return Err(Error::NotResolved(plan.root.to_string()));
+    };
+    let mapping = &plan.mapping;
+    let mut far: HashMap<u128, u16> = HashMap::new();
+    for (label, vertex) in mapping.vertices.iter().enumerate() {
+        let normalised = vertex.normalise.apply(key);
+        if !normalised.is_empty() {
+            far.insert(
+                transform::vertex_id(&vertex.name, &normalised),
+                label as u16,
+            );
+        }
+    }
+    let mut found: Option<(u128, String)> = None;
+    let mut people: HashSet<u32> = HashSet::new();
+    for entry in &index.segments {
+        let detail = state::load_details(store, &plan.root, entry)?;
+        if found.is_none() {
+            found = detail
+                .far
+                .iter()
+                .find(|(id, label, _)| far.get(id) == Some(label))
+                .map(|(id, _, k)| (*id, k.clone()));
+        }
+        for &(member, _, other) in &detail.links {
+            if far.contains_key(&other)
+                && let Some(p) = state.person_of(member)
+            {
+                people.insert(p);
+            }
+        }
+    }
+    let Some((id, key_text)) = found else {
+        return Err(Error::NotFound(key.to_owned()));
+    };
+    let mut others: Vec<String> = people
+        .iter()
+        .map(|&p| uuid_text(state.persons.ids[p as usize]))
+        .collect();
+    others.sort();
+    let total = others.len() as u64;
+    others.truncate(10);
+    Ok(Shared {
+        kind: mapping.vertices[far[&id] as usize].name.clone(),
+        key: key_text,
+        people: total,
+        others,
+    })
+}
+
+fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error> {
     let rules = plan
         .mapping
         .identity
@@ -184,6 +257,24 @@ pub fn who(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error
         shared,
         merged,
     })
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Person(p) => p.fmt(f),
+            Answer::Shared(s) => {
+                writeln!(f, "{} {} is linked to {} people", s.kind, s.key, s.people)?;
+                for p in &s.others {
+                    writeln!(f, "  {p}")?;
+                }
+                if s.people > s.others.len() as u64 {
+                    writeln!(f, "  ... and {} more", s.people - s.others.len() as u64)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Person {
