@@ -21,7 +21,9 @@ use crate::catalog::{APPS, Catalog, EVENTS, Pool, pick, push_product, push_url_p
 use crate::config::{Plan, Pools};
 use crate::dirt::{DirtTargets, decide};
 use crate::output::{FileChunk, RowBuf, RowPerson, SealedChunk};
-use crate::people::{Fragment, HOUSEHOLD_SIZE, People, SharedId, address, loyalty};
+use crate::people::{
+    Address, Fragment, HOUSEHOLD_SIZE, Loyalty, People, SharedId, address, loyalty,
+};
 use crate::rng::{Permutation, RowRng, Stream, item_rng, salt};
 use crate::timefmt::{SECONDS_PER_DAY, push_date, push_timestamp};
 
@@ -267,18 +269,16 @@ impl<'p> Generator<'p> {
             (who, self.people.first_profile(&self.catalog, person))
         };
         let id = self.people.identity(who.person.unwrap_or_default());
-        row.clear();
-        row.field(&id.user_name);
-        row.field(&id.email);
-        row.field(&id.phone);
-        row.field(&id.external_id);
-        row.field(&addr.street);
-        row.field_u64(u64::from(addr.postcode));
-        row.field(&addr.city.name);
-        row.field(addr.city.country);
-        row.field_with(|b| push_date(b, id.birthday));
-        row.field_u64(u64::from(loyal.points));
-        row.field(loyal.level);
+        let names = (id.user_name.as_str(), id.email.as_str());
+        push_profile(
+            row,
+            names,
+            &id.phone,
+            &id.external_id,
+            &addr,
+            id.birthday,
+            loyal,
+        );
         (rng, who)
     }
 
@@ -296,18 +296,8 @@ impl<'p> Generator<'p> {
             SharedId::Phone => (&id.phone, &alias.external_id),
             SharedId::ExternalId => (&alias.phone, &id.external_id),
         };
-        row.clear();
-        row.field(&alias.user_name);
-        row.field(&alias.email);
-        row.field(phone);
-        row.field(external_id);
-        row.field(&addr.street);
-        row.field_u64(u64::from(addr.postcode));
-        row.field(&addr.city.name);
-        row.field(addr.city.country);
-        row.field_with(|b| push_date(b, id.birthday));
-        row.field_u64(u64::from(loyal.points));
-        row.field(loyal.level);
+        let names = (alias.user_name.as_str(), alias.email.as_str());
+        push_profile(row, names, phone, external_id, &addr, id.birthday, loyal);
     }
 
     fn push_purchase_id(&self, serial: u64, buf: &mut String) {
@@ -512,6 +502,30 @@ impl<'p> Generator<'p> {
             cookie.field_u64(s.duration as u64);
         }
     }
+}
+
+/// A first-party row: (user name, email), phone, external id, address, birthday, loyalty.
+fn push_profile(
+    row: &mut RowBuf,
+    (user_name, email): (&str, &str),
+    phone: &str,
+    external_id: &str,
+    addr: &Address<'_>,
+    birthday: i64,
+    loyal: Loyalty,
+) {
+    row.clear();
+    row.field(user_name);
+    row.field(email);
+    row.field(phone);
+    row.field(external_id);
+    row.field(&addr.street);
+    row.field_u64(u64::from(addr.postcode));
+    row.field(&addr.city.name);
+    row.field(addr.city.country);
+    row.field_with(|b| push_date(b, birthday));
+    row.field_u64(u64::from(loyal.points));
+    row.field(loyal.level);
 }
 
 /// What `Generator::session` needs to know of a session.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use gremlin_csv::push_field;
 use idgraph_storage::{Location, Store};
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest;
 use transform::Mapping;
@@ -82,31 +83,42 @@ pub(crate) fn write_batch(
 
     // Whatever an earlier, uncommitted run left here goes: the loader loads whole folders.
     store.remove_all(dir).map_err(storage)?;
-    let mut files = Vec::new();
-    let mut vertices: BTreeMap<String, u64> = BTreeMap::new();
-    let header = format!("~id,~label,{PERSON_ID_PROPERTY}:String(single)\n");
-    for (part, chunk) in rows.chunks(ROWS_PER_FILE).enumerate() {
-        let mut text = String::with_capacity(header.len() + chunk.len() * 100);
-        text.push_str(&header);
-        for &(id, label, person) in chunk {
-            let name = &mapping.vertices[label as usize].name;
-            *vertices.entry(name.clone()).or_default() += 1;
-            transform::push_id(&mut text, id);
-            text.push(',');
-            push_field(&mut text, name);
-            text.push(',');
-            transform::push_id(&mut text, persons.ids[person as usize]);
-            text.push('\n');
-        }
-        files.push(write_file(
-            store,
-            dir,
-            format!("vertices/{PERSON_ID_PROPERTY}-{part:05}.csv"),
-            PERSON_ID_PROPERTY,
-            chunk.len(),
-            text,
-        )?);
+    let mut per_label = vec![0u64; mapping.vertices.len()];
+    for row in &rows {
+        per_label[row.1 as usize] += 1;
     }
+    let mut vertices: BTreeMap<String, u64> = per_label
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(label, &n)| (mapping.vertices[label].name.clone(), n))
+        .collect();
+    let header = format!("~id,~label,{PERSON_ID_PROPERTY}:String(single)\n");
+    // Files are formatted, hashed and written in parallel.
+    let mut files: Vec<ManifestFile> = rows
+        .par_chunks(ROWS_PER_FILE)
+        .enumerate()
+        .map(|(part, chunk)| {
+            let mut text = String::with_capacity(header.len() + chunk.len() * 100);
+            text.push_str(&header);
+            for &(id, label, person) in chunk {
+                transform::push_id(&mut text, id);
+                text.push(',');
+                push_field(&mut text, &mapping.vertices[label as usize].name);
+                text.push(',');
+                transform::push_id(&mut text, persons.ids[person as usize]);
+                text.push('\n');
+            }
+            write_file(
+                store,
+                dir,
+                format!("vertices/{PERSON_ID_PROPERTY}-{part:05}.csv"),
+                PERSON_ID_PROPERTY,
+                chunk.len(),
+                text,
+            )
+        })
+        .collect::<Result<_, _>>()?;
 
     let header = "~id,~label,members:Int(single),mergedInto:String(single)\n";
     for (part, chunk) in outcome.touched.chunks(ROWS_PER_FILE).enumerate() {

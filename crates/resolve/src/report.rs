@@ -2,7 +2,6 @@
 //! big people are, which identifiers they have, and the largest people, where over-merging
 //! would show first.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use idgraph_storage::{Location, Store};
@@ -75,7 +74,16 @@ fn escape(s: &str) -> String {
 
 /// Writes `report/` under `dir` from the state as it is now; returns the page's location.
 pub fn write_report(plan: &ResolvePlan, store: &Store, dir: &Location) -> Result<Location, Error> {
-    let state = state::load(store, &plan.root)?;
+    render(plan, store, dir, &state::load(store, &plan.root)?)
+}
+
+/// Writes `report/` under `dir` from `state`.
+pub(crate) fn render(
+    plan: &ResolvePlan,
+    store: &Store,
+    dir: &Location,
+    state: &state::State,
+) -> Result<Location, Error> {
     let Some(index) = &state.index else {
         return Err(Error::NotResolved(plan.root.to_string()));
     };
@@ -107,32 +115,33 @@ pub fn write_report(plan: &ResolvePlan, store: &Store, dir: &Location) -> Result
         .collect();
 
     // Identifiers per person, by kind.
-    let mut per_kind: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut per_kind = vec![0u64; plan.mapping.vertices.len()];
     for segment in &state.segments {
         for &label in &segment.labels {
-            *per_kind.entry(label).or_default() += 1;
+            per_kind[label as usize] += 1;
         }
     }
     let people = alive.len().max(1) as f64;
     let kinds: Vec<(String, f64)> = per_kind
         .iter()
-        .map(|(&label, &n)| {
-            (
-                plan.mapping.vertices[label as usize].name.clone(),
-                n as f64 / people,
-            )
-        })
+        .enumerate()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(label, &n)| (plan.mapping.vertices[label].name.clone(), n as f64 / people))
         .collect();
 
     // The largest people.
     let mut largest: Vec<u32> = alive.clone();
-    largest.sort_by_key(|&p| {
+    let order = |p: &u32| {
         (
-            std::cmp::Reverse(persons.members[p as usize]),
-            persons.ids[p as usize],
+            std::cmp::Reverse(persons.members[*p as usize]),
+            persons.ids[*p as usize],
         )
-    });
-    largest.truncate(20);
+    };
+    if largest.len() > 20 {
+        largest.select_nth_unstable_by_key(19, order);
+        largest.truncate(20);
+    }
+    largest.sort_by_key(order);
     let top: Vec<(String, f64)> = largest
         .iter()
         .map(|&p| {

@@ -64,17 +64,64 @@ pub struct Index {
     pub identifiers: u64,
 }
 
+/// Where each prefix of a sorted list of ids starts. Ids are uniform hashes, so with about one
+/// prefix per id a lookup reads one or two cache lines, where a binary search over millions
+/// misses the cache twenty-odd times.
+#[derive(Debug, Default)]
+pub(crate) struct IdIndex {
+    shift: u32,
+    starts: Vec<u32>,
+}
+
+impl IdIndex {
+    pub(crate) fn new(sorted: &[u128]) -> IdIndex {
+        let bits = (usize::BITS - sorted.len().leading_zeros()).clamp(1, 24);
+        let shift = 128 - bits;
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for &id in sorted {
+            starts[(id >> shift) as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        IdIndex { shift, starts }
+    }
+
+    /// The position of `id` in `sorted` (the list this index was made from).
+    pub(crate) fn find(&self, sorted: &[u128], id: u128) -> Option<usize> {
+        let bucket = (id >> self.shift) as usize;
+        let (low, high) = (
+            self.starts[bucket] as usize,
+            self.starts[bucket + 1] as usize,
+        );
+        sorted[low..high]
+            .iter()
+            .position(|&x| x == id)
+            .map(|i| low + i)
+    }
+}
+
 /// Identifiers first seen in one batch, sorted by id.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
     pub(crate) ids: Vec<u128>,
     pub(crate) labels: Vec<u16>,
     pub(crate) persons: Vec<u32>,
+    index: IdIndex,
 }
 
 impl Members {
+    pub(crate) fn new(ids: Vec<u128>, labels: Vec<u16>, persons: Vec<u32>) -> Members {
+        Members {
+            index: IdIndex::new(&ids),
+            ids,
+            labels,
+            persons,
+        }
+    }
+
     pub(crate) fn find(&self, id: u128) -> Option<usize> {
-        self.ids.binary_search(&id).ok()
+        self.index.find(&self.ids, id)
     }
 }
 
@@ -371,6 +418,7 @@ impl<'a> In<'a> {
 
 pub(crate) fn encode_members(m: &Members) -> Vec<u8> {
     let mut out = Out::new(b"IDGM");
+    out.0.reserve(m.ids.len() * 22 + 8);
     out.u64(m.ids.len() as u64);
     m.ids.iter().for_each(|&v| out.u128(v));
     m.labels.iter().for_each(|&v| out.u16(v));
@@ -381,20 +429,17 @@ pub(crate) fn encode_members(m: &Members) -> Vec<u8> {
 fn decode_members(bytes: &[u8]) -> Result<Members, String> {
     let mut r = In::new(bytes, b"IDGM")?;
     let n = r.count(22)?;
-    let m = Members {
-        ids: r.u128s(n)?,
-        labels: r.u16s(n)?,
-        persons: r.u32s(n)?,
-    };
+    let (ids, labels, persons) = (r.u128s(n)?, r.u16s(n)?, r.u32s(n)?);
     r.end()?;
-    if !m.ids.is_sorted() {
+    if !ids.is_sorted() {
         return Err("ids are not sorted".into());
     }
-    Ok(m)
+    Ok(Members::new(ids, labels, persons))
 }
 
 pub(crate) fn encode_persons(p: &Persons) -> Vec<u8> {
     let mut out = Out::new(b"IDGP");
+    out.0.reserve(p.ids.len() * 28 + 8);
     out.u64(p.ids.len() as u64);
     p.ids.iter().for_each(|&v| out.u128(v));
     p.parent.iter().for_each(|&v| out.u32(v));
@@ -420,7 +465,10 @@ fn decode_persons(bytes: &[u8]) -> Result<Persons, String> {
 }
 
 pub(crate) fn encode_details(d: &Details) -> Vec<u8> {
+    let keys: usize = d.keys.iter().map(|k| k.len() + 4).sum();
     let mut out = Out::new(b"IDGD");
+    out.0
+        .reserve(keys + d.far.len() * 40 + d.links.len() * 34 + 32);
     out.u64(d.keys.len() as u64);
     d.keys.iter().for_each(|k| out.text(k));
     out.u64(d.far.len() as u64);
@@ -465,11 +513,23 @@ mod tests {
 
     #[test]
     fn files_round_trip_and_damage_is_caught() {
-        let members = Members {
-            ids: vec![1, 5, u128::MAX],
-            labels: vec![0, 3, 2],
-            persons: vec![0, 0, 1],
-        };
+        let members = Members::new(vec![1, 5, u128::MAX], vec![0, 3, 2], vec![0, 0, 1]);
+        assert_eq!(members.find(5), Some(1));
+        assert_eq!(members.find(u128::MAX), Some(2));
+        assert_eq!(members.find(4), None);
+        let many: Vec<u128> = (0..10_000u128)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+            .collect();
+        let mut sorted = many.clone();
+        sorted.sort_unstable();
+        let index = IdIndex::new(&sorted);
+        for id in &many {
+            assert_eq!(index.find(&sorted, *id).map(|i| sorted[i]), Some(*id));
+        }
+        assert_eq!(
+            index.find(&sorted, 12345),
+            sorted.binary_search(&12345).ok()
+        );
         let bytes = encode_members(&members);
         let back = decode_members(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

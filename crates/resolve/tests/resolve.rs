@@ -352,23 +352,10 @@ fn a_rerun_a_kill_before_the_commit_damage_and_order_are_handled() {
         SourceKind::Incremental("20260111_000000".parse().unwrap_or_else(|e| panic!("{e}")));
     let run = |k: &SourceKind| resolve::resolve_batch(&plan, &store, k);
     run(&SourceKind::Initial).unwrap_or_else(|e| panic!("{e}"));
-    // Out of order: the second batch before the first is refused... once the first is done,
-    // going back is refused too.
     run(&first).unwrap_or_else(|e| panic!("{e}"));
     let state_dir = root.join(Layout::IDENTITY).join("state");
-    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
-        let mut files: Vec<(String, Vec<u8>)> = walk(dir)
-            .into_iter()
-            .map(|p| {
-                (
-                    p.strip_prefix(dir).unwrap_or(&p).display().to_string(),
-                    std::fs::read(&p).unwrap_or_default(),
-                )
-            })
-            .collect();
-        files.sort();
-        files
-    };
+    let snapshot =
+        |dir: &Path| -> Vec<(String, Vec<u8>)> { testkit::snapshot(dir).into_iter().collect() };
     let state_before = snapshot(&state_dir);
     let done = run(&second).unwrap_or_else(|e| panic!("{e}"));
     assert!(!done.already_resolved);
@@ -445,22 +432,6 @@ fn batches_resolve_in_order_only() {
         resolve::resolve_batch(&plan, &store, &SourceKind::Initial),
         Err(resolve::Error::OutOfOrder { .. })
     ));
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 /// Names and checksums, for messages that fit on a screen.

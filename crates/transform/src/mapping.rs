@@ -30,6 +30,8 @@ struct MappingFile {
 struct IdentityEntry {
     strong: Vec<String>,
     weak: Vec<String>,
+    #[serde(default)]
+    track: Vec<String>,
 }
 
 /// Identity resolution's rules (`[identity]`): the edge labels whose ends are one person
@@ -43,6 +45,9 @@ pub struct IdentityRules {
     pub weak: Vec<usize>,
     /// Vertex label indexes at either end of a strong edge: the identifiers of people.
     pub identifiers: Vec<usize>,
+    /// Weak edge labels whose far ends resolution keeps for lookups (what people share, such
+    /// as a device or an IP, and what they do, such as purchases).
+    pub track: Vec<usize>,
 }
 
 impl IdentityRules {
@@ -535,6 +540,17 @@ fn identity_rules(
         .iter()
         .map(|n| index(n, "weak"))
         .collect::<Result<Vec<_>, _>>()?;
+    let track = entry
+        .track
+        .iter()
+        .map(|n| index(n, "track"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(untracked) = track.iter().find(|l| !weak.contains(l)) {
+        return Err(format!(
+            "[identity] track: `{}` is not a weak edge label (only weak links are tracked)",
+            edges[*untracked].name
+        ));
+    }
     if let Some(both) = strong.iter().find(|l| weak.contains(l)) {
         return Err(format!(
             "[identity]: edge label `{}` is both strong and weak",
@@ -561,6 +577,7 @@ fn identity_rules(
         strong,
         weak,
         identifiers,
+        track,
     })
 }
 
