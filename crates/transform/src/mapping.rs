@@ -643,6 +643,12 @@ weak = ["hasCityAddress", "hasPostCodeAddress", "hasLoyaltyLevel", "inCountry", 
         let both = all_weak.replace("\"inCategory\"", "\"inCategory\", \"hasEmail\"");
         let err = with_identity(&both).err().unwrap_or_default();
         assert!(err.contains("`hasEmail` is both strong and weak"), "{err}");
+        let tracked_strong = format!("{all_weak}track = [\"hasEmail\"]\n");
+        let err = with_identity(&tracked_strong).err().unwrap_or_default();
+        assert!(
+            err.contains("track: `hasEmail` is not a weak edge label"),
+            "{err}"
+        );
         let unlisted = all_weak.replace(", \"inCategory\"", "");
         let err = with_identity(&unlisted).err().unwrap_or_default();
         assert!(

@@ -464,7 +464,9 @@ mod datagen_data {
         generate(dir.path(), |c| c.records = 300);
         let text = transform::DEFAULT_MAPPING_TOML
             .replace("key_property = \"userName\"", "key_property = \"login\"")
-            .replace("label = \"usedUserAgent\"", "label = \"browsedWith\"");
+            .replace("label = \"usedUserAgent\"", "label = \"browsedWith\"")
+            // and in the identity rules, which name every edge label.
+            .replace("\"usedUserAgent\",", "\"browsedWith\",");
         let mapping_file = dir.path().join("my-graph.toml");
         fs::write(&mapping_file, text).unwrap_or_else(|e| panic!("{e}"));
         let mut custom = options(dir.path(), dir.path());
