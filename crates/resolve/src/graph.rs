@@ -26,13 +26,60 @@ struct Manifest {
 /// A vertex with its key: (id, vertex label index, key).
 pub(crate) type Keyed = (u128, u16, String);
 
+/// Many short strings in one buffer: key `i` is `text[ends[i - 1]..ends[i]]`. Millions of
+/// identifier keys cost two allocations, not millions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    pub(crate) fn push(&mut self, key: &str) {
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..end)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    fn append(&mut self, other: &Keys) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+}
+
+/// Identifier vertices: ids, labels, and their keys (in `keys`, at the same positions).
+#[derive(Debug, Default)]
+pub(crate) struct Identifiers {
+    pub(crate) ids: Vec<u128>,
+    pub(crate) labels: Vec<u16>,
+    pub(crate) keys: Keys,
+}
+
 /// A weak edge with an identifier at one end: (identifier id, edge label index, other end).
 pub(crate) type Link = (u128, u16, u128);
 
 /// What one batch contributes.
 #[derive(Debug, Default)]
 pub(crate) struct BatchGraph {
-    pub(crate) identifiers: Vec<Keyed>,
+    pub(crate) identifiers: Identifiers,
     /// Both ends of every strong edge.
     pub(crate) strong: Vec<(u128, u128)>,
     pub(crate) links: Vec<Link>,
@@ -276,15 +323,26 @@ pub(crate) fn read_batch(
         .map(|file| read_file(store, dir, file, mapping, &reading))
         .collect::<Result<_, _>>()?;
     // One allocation per list: growing them part by part would copy them again and again.
+    let count = parts.iter().map(|p| p.identifiers.ids.len()).sum();
+    let text = parts.iter().map(|p| p.identifiers.keys.text_len()).sum();
     let mut graph = BatchGraph {
-        identifiers: Vec::with_capacity(parts.iter().map(|p| p.identifiers.len()).sum()),
+        identifiers: Identifiers {
+            ids: Vec::with_capacity(count),
+            labels: Vec::with_capacity(count),
+            keys: Keys {
+                text: String::with_capacity(text),
+                ends: Vec::with_capacity(count),
+            },
+        },
         strong: Vec::with_capacity(parts.iter().map(|p| p.strong.len()).sum()),
         links: Vec::with_capacity(parts.iter().map(|p| p.links.len()).sum()),
         far: Vec::with_capacity(parts.iter().map(|p| p.far.len()).sum()),
         skipped: Vec::new(),
     };
     for part in parts {
-        graph.identifiers.extend(part.identifiers);
+        graph.identifiers.ids.extend(part.identifiers.ids);
+        graph.identifiers.labels.extend(part.identifiers.labels);
+        graph.identifiers.keys.append(&part.identifiers.keys);
         graph.strong.extend(part.strong);
         graph.links.extend(part.links);
         graph.far.extend(part.far);
@@ -316,14 +374,22 @@ fn read_file(
                 return Ok(out);
             }
             let text = read_text(store, &location)?;
-            let target = if identifier {
-                &mut out.identifiers
-            } else {
-                &mut out.far
-            };
+            let (identifiers, far) = (&mut out.identifiers, &mut out.far);
+            let label = label as u16;
             out.skipped = for_each_record(&location, &text, |line, [id, _, key]| {
-                // Keys are String values: `;` escaped.
-                target.push((parse_id(&location, line, id)?, label as u16, unescape(key)));
+                let id = parse_id(&location, line, id)?;
+                if identifier {
+                    identifiers.ids.push(id);
+                    identifiers.labels.push(label);
+                    // Keys are String values: `;` escaped.
+                    if key.contains('\\') {
+                        identifiers.keys.push(&unescape(key));
+                    } else {
+                        identifiers.keys.push(key);
+                    }
+                } else {
+                    far.push((id, label, unescape(key)));
+                }
                 Ok(())
             });
         }

@@ -513,16 +513,14 @@ fn link(
         skipped: _,
     } = graph;
     // New identifiers, sorted and distinct.
-    let mut fresh = identifiers;
-    if !state.segments.is_empty() {
-        fresh.retain(|(id, _, _)| state.person_of(*id).is_none());
-    }
-    // Sorted through (id, position) pairs, then moved once into that order: cheaper than
-    // sorting the rows themselves.
+    let fresh = identifiers;
+    // Sorted through (id, position) pairs, then taken once in that order.
     let mut order: Vec<(u128, u32)> = fresh
+        .ids
         .iter()
         .enumerate()
-        .map(|(i, k)| (k.0, i as u32))
+        .filter(|&(_, &id)| state.segments.is_empty() || state.person_of(id).is_none())
+        .map(|(i, &id)| (id, i as u32))
         .collect();
     order.par_sort_unstable();
     order.dedup_by_key(|o| o.0);
@@ -643,12 +641,11 @@ fn link(
     touched.sort_unstable();
     touched.dedup();
 
-    let mut keys = Vec::with_capacity(n);
+    let mut keys = graph::Keys::default();
     let mut labels = Vec::with_capacity(n);
     for &(_, at) in &order {
-        let (_, label, key) = &mut fresh[at as usize];
-        labels.push(*label);
-        keys.push(std::mem::take(key));
+        labels.push(fresh.labels[at as usize]);
+        keys.push(fresh.keys.get(at as usize).unwrap_or_default());
     }
     drop(fresh);
     Ok(Outcome {

@@ -13,7 +13,7 @@ use idgraph_storage::{Location, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::graph::{Keyed, Link};
+use crate::graph::{Keyed, Keys, Link};
 
 pub(crate) const INDEX: &str = "state.json";
 const FORMAT: u32 = 1;
@@ -160,7 +160,7 @@ impl Persons {
 #[derive(Debug, Default)]
 pub(crate) struct Details {
     /// Keys of the segment's members, in the members' order.
-    pub(crate) keys: Vec<String>,
+    pub(crate) keys: Keys,
     pub(crate) links: Vec<Link>,
     pub(crate) far: Vec<Keyed>,
 }
@@ -465,7 +465,7 @@ fn decode_persons(bytes: &[u8]) -> Result<Persons, String> {
 }
 
 pub(crate) fn encode_details(d: &Details) -> Vec<u8> {
-    let keys: usize = d.keys.iter().map(|k| k.len() + 4).sum();
+    let keys = d.keys.text_len() + 4 * d.keys.len();
     let mut out = Out::new(b"IDGD");
     out.0
         .reserve(keys + d.far.len() * 40 + d.links.len() * 34 + 32);
@@ -487,7 +487,10 @@ pub(crate) fn encode_details(d: &Details) -> Vec<u8> {
 fn decode_details(bytes: &[u8]) -> Result<Details, String> {
     let mut r = In::new(bytes, b"IDGD")?;
     let n = r.count(4)?;
-    let keys = (0..n).map(|_| r.text()).collect::<Result<Vec<_>, _>>()?;
+    let mut keys = Keys::default();
+    for _ in 0..n {
+        keys.push(&r.text()?);
+    }
     let n = r.count(22)?;
     let mut far = Vec::with_capacity(n);
     for _ in 0..n {
@@ -542,7 +545,12 @@ mod tests {
         assert!(decode_members(&unsorted).is_err());
 
         let details = Details {
-            keys: vec!["a@b.c".into(), "".into(), "ünï;code".into()],
+            keys: ["a@b.c", "", "ünï;code"]
+                .into_iter()
+                .fold(Keys::default(), |mut k, s| {
+                    k.push(s);
+                    k
+                }),
             links: vec![(1, 2, 3), (4, 5, 6)],
             far: vec![(9, 1, "10.0.0.1".into())],
         };

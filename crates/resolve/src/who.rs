@@ -171,7 +171,7 @@ fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error>
             }
             let identifier = Identifier {
                 kind: mapping.vertices[segment.labels[i] as usize].name.clone(),
-                key: detail.keys.get(i).cloned().unwrap_or_default(),
+                key: detail.keys.get(i).unwrap_or_default().to_owned(),
                 first_seen: entry.batch.clone(),
             };
             if Some(segment.ids[i]) == matched_id {
