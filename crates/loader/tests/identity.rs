@@ -47,16 +47,7 @@ fn rows(root: &Path, kind: &SourceKind, dataset: Dataset) -> Vec<Vec<String>> {
     let path = root
         .join(Layout::source_dir(kind, dataset))
         .join(Layout::source_file_name(kind, dataset, false));
-    csv::Reader::from_path(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .records()
-        .map(|r| {
-            r.unwrap_or_else(|e| panic!("{e}"))
-                .iter()
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect()
+    testkit::csv_records(&path)
 }
 
 fn person(plan: &ResolvePlan, key: &str) -> resolve::Person {
@@ -77,12 +68,8 @@ fn person_ids(root: &Path, batch: &SourceKind) -> HashMap<String, String> {
         if !path.to_string_lossy().contains("personId-") {
             continue;
         }
-        for r in csv::Reader::from_path(&path)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .records()
-        {
-            let r = r.unwrap_or_else(|e| panic!("{e}"));
-            out.insert(r[0].to_owned(), r[2].to_owned());
+        for r in testkit::csv_records(&path) {
+            out.insert(r[0].clone(), r[2].clone());
         }
     }
     out

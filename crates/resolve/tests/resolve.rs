@@ -59,19 +59,7 @@ fn resolve_all(root: &Path) -> Vec<resolve::ResolveReport> {
 }
 
 fn read_csv(path: &Path) -> Vec<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    reader
-        .records()
-        .map(|r| {
-            r.unwrap_or_else(|e| panic!("{e}"))
-                .iter()
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect()
+    testkit::csv_records(path)
 }
 
 /// Every identifier's person id as the graph batches set it, later batches over earlier ones.

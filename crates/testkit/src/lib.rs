@@ -8,6 +8,22 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+/// The records of a CSV file after its header, as strings (records may differ in length).
+pub fn csv_records(path: &Path) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .records()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
 /// Every file below `root`: relative path (with `/`) to bytes. Two snapshots compare whole trees.
 pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
