@@ -61,9 +61,11 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Print the person behind an identifier (or a person id).
+    /// Print the person behind an identifier or a person id, or the people linked to a shared
+    /// device, IP or other weakly linked thing.
     Who {
-        /// An email, phone, customer id, cookie, session, device or user name, as written anywhere.
+        /// An email, phone, customer id, cookie, session, user name, device or IP, as written
+        /// anywhere (normalisation makes case, spacing and phone formats agree).
         key: String,
         #[command(flatten)]
         common: Common,
