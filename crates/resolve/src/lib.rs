@@ -36,7 +36,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 use transform::Mapping;
 
-pub use report::write_report;
 pub use score::{ClusterSizes, Score, score};
 pub use state::MergeRecord;
 pub use who::{Answer, Identifier, Person, Shared, who};

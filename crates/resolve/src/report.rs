@@ -72,12 +72,7 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes `report/` under `dir` from the state as it is now; returns the page's location.
-pub fn write_report(plan: &ResolvePlan, store: &Store, dir: &Location) -> Result<Location, Error> {
-    render(plan, store, dir, &state::load(store, &plan.root)?)
-}
-
-/// Writes `report/` under `dir` from `state`.
+/// Writes `report/` under `dir` from `state` (as just committed); returns the page's location.
 pub(crate) fn render(
     plan: &ResolvePlan,
     store: &Store,

@@ -383,25 +383,16 @@ impl<'a> In<'a> {
         }
         Ok(n)
     }
-    fn u128s(&mut self, n: usize) -> Result<Vec<u128>, String> {
+    /// `n` values of `N` little-endian bytes each, made by `from`.
+    fn column<const N: usize, T>(
+        &mut self,
+        n: usize,
+        from: fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, String> {
         Ok(self
-            .take(n * 16)?
-            .chunks_exact(16)
-            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16])))
-            .collect())
-    }
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
-        Ok(self
-            .take(n * 4)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-            .collect())
-    }
-    fn u16s(&mut self, n: usize) -> Result<Vec<u16>, String> {
-        Ok(self
-            .take(n * 2)?
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes(c.try_into().unwrap_or([0; 2])))
+            .take(n * N)?
+            .chunks_exact(N)
+            .map(|c| from(c.try_into().unwrap_or([0; N])))
             .collect())
     }
     fn text(&mut self) -> Result<String, String> {
@@ -433,7 +424,11 @@ pub(crate) fn encode_members(m: &Members) -> Vec<u8> {
 fn decode_members(bytes: &[u8]) -> Result<Members, String> {
     let mut r = In::new(bytes, b"IDGM")?;
     let n = r.count(22)?;
-    let (ids, labels, persons) = (r.u128s(n)?, r.u16s(n)?, r.u32s(n)?);
+    let (ids, labels, persons) = (
+        r.column(n, u128::from_le_bytes)?,
+        r.column(n, u16::from_le_bytes)?,
+        r.column(n, u32::from_le_bytes)?,
+    );
     r.end()?;
     if !ids.is_sorted() {
         return Err("ids are not sorted".into());
@@ -456,10 +451,10 @@ fn decode_persons(bytes: &[u8]) -> Result<Persons, String> {
     let mut r = In::new(bytes, b"IDGP")?;
     let n = r.count(28)?;
     let p = Persons {
-        ids: r.u128s(n)?,
-        parent: r.u32s(n)?,
-        created: r.u32s(n)?,
-        members: r.u32s(n)?,
+        ids: r.column(n, u128::from_le_bytes)?,
+        parent: r.column(n, u32::from_le_bytes)?,
+        created: r.column(n, u32::from_le_bytes)?,
+        members: r.column(n, u32::from_le_bytes)?,
     };
     r.end()?;
     if p.parent.iter().any(|&q| q as usize >= n) {
@@ -503,7 +498,11 @@ fn decode_details(bytes: &[u8]) -> Result<Details, String> {
         far.push((id, label, r.text()?));
     }
     let n = r.count(34)?;
-    let (from, labels, to) = (r.u128s(n)?, r.u16s(n)?, r.u128s(n)?);
+    let (from, labels, to) = (
+        r.column(n, u128::from_le_bytes)?,
+        r.column(n, u16::from_le_bytes)?,
+        r.column(n, u128::from_le_bytes)?,
+    );
     r.end()?;
     let links = from
         .into_iter()

@@ -63,18 +63,64 @@ pub enum Answer {
 /// normalisation accepts) or of a person id; or, for a shared thing such as a device or an IP,
 /// the people linked to it.
 pub fn who(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Answer, Error> {
-    match person(plan, store, key) {
-        Err(Error::NotFound(_)) => shared(plan, store, key).map(Answer::Shared),
-        other => other.map(Answer::Person),
-    }
-}
-
-/// The people linked to a shared thing (the far end of a weak link).
-fn shared(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Shared, Error> {
+    let rules = plan
+        .mapping
+        .identity
+        .as_ref()
+        .ok_or(Error::NoIdentityRules)?;
     let state = state::load(store, &plan.root)?;
     let Some(index) = &state.index else {
         return Err(Error::NotResolved(plan.root.to_string()));
     };
+    let found = find_person(plan, rules, &state, key);
+    // Keys and links are read once, for whichever answer it is.
+    let details: Vec<Details> = index
+        .segments
+        .iter()
+        .map(|s| state::load_details(store, &plan.root, s))
+        .collect::<Result<_, _>>()?;
+    match found {
+        Some((person, matched_id)) => Ok(Answer::Person(describe(
+            plan, &state, index, &details, person, matched_id,
+        ))),
+        None => shared(plan, &state, &details, key).map(Answer::Shared),
+    }
+}
+
+/// The person `key` names (an identifier, or a person id), with the identifier it matched.
+fn find_person(
+    plan: &ResolvePlan,
+    rules: &transform::IdentityRules,
+    state: &state::State,
+    key: &str,
+) -> Option<(u32, Option<u128>)> {
+    let mapping = &plan.mapping;
+    let found = rules.identifiers.iter().find_map(|&label| {
+        let vertex = &mapping.vertices[label];
+        let normalised = vertex.normalise.apply(key);
+        if normalised.is_empty() {
+            return None;
+        }
+        let id = transform::vertex_id(&vertex.name, &normalised);
+        state.person_of(id).map(|p| (p, id))
+    });
+    match found {
+        Some((p, id)) => Some((p, Some(id))),
+        None => {
+            let id = uuid::Uuid::try_parse(key.trim()).ok()?.as_u128();
+            let p = state.persons.ids.iter().position(|&p| p == id)?;
+            Some((state.persons.root(p as u32), None))
+        }
+    }
+}
+
+/// The people linked to a shared thing (the far end of a weak link).
+fn shared(
+    plan: &ResolvePlan,
+    state: &state::State,
+    details: &[Details],
+    key: &str,
+) -> Result<Shared, Error> {
     let mapping = &plan.mapping;
     let mut far: HashMap<u128, u16> = HashMap::new();
     for (label, vertex) in mapping.vertices.iter().enumerate() {
@@ -88,8 +134,7 @@ fn shared(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Shared, Error>
     }
     let mut found: Option<(u128, String)> = None;
     let mut people: HashSet<u32> = HashSet::new();
-    for entry in &index.segments {
-        let detail = state::load_details(store, &plan.root, entry)?;
+    for detail in details {
         if found.is_none() {
             found = detail
                 .far
@@ -123,48 +168,20 @@ fn shared(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Shared, Error>
     })
 }
 
-fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error> {
-    let rules = plan
-        .mapping
-        .identity
-        .as_ref()
-        .ok_or(Error::NoIdentityRules)?;
-    let state = state::load(store, &plan.root)?;
-    let Some(index) = &state.index else {
-        return Err(Error::NotResolved(plan.root.to_string()));
-    };
+/// Everything the state says of `person`.
+fn describe(
+    plan: &ResolvePlan,
+    state: &state::State,
+    index: &state::Index,
+    details: &[Details],
+    person: u32,
+    matched_id: Option<u128>,
+) -> Person {
     let mapping = &plan.mapping;
-    let found = rules.identifiers.iter().find_map(|&label| {
-        let vertex = &mapping.vertices[label];
-        let normalised = vertex.normalise.apply(key);
-        if normalised.is_empty() {
-            return None;
-        }
-        let id = transform::vertex_id(&vertex.name, &normalised);
-        state.person_of(id).map(|p| (p, id))
-    });
-    let (person, matched_id) = match found {
-        Some((p, id)) => (p, Some(id)),
-        None => {
-            let as_person = uuid::Uuid::try_parse(key.trim())
-                .ok()
-                .and_then(|u| state.persons.ids.iter().position(|&p| p == u.as_u128()));
-            match as_person {
-                Some(p) => (state.persons.root(p as u32), None),
-                None => return Err(Error::NotFound(key.to_owned())),
-            }
-        }
-    };
-
-    let details: Vec<Details> = index
-        .segments
-        .iter()
-        .map(|s| state::load_details(store, &plan.root, s))
-        .collect::<Result<_, _>>()?;
     let mut identifiers = Vec::new();
     let mut members: HashSet<u128> = HashSet::new();
     let mut matched = None;
-    for ((segment, entry), detail) in state.segments.iter().zip(&index.segments).zip(&details) {
+    for ((segment, entry), detail) in state.segments.iter().zip(&index.segments).zip(details) {
         for (i, &p) in segment.persons.iter().enumerate() {
             if state.persons.root(p) != person {
                 continue;
@@ -190,7 +207,7 @@ fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error>
     // Weak links of the person's identifiers, then who else links to the same things.
     let mut links: BTreeMap<String, u64> = BTreeMap::new();
     let mut far: HashSet<u128> = HashSet::new();
-    for detail in &details {
+    for detail in details {
         for &(member, label, other) in &detail.links {
             if members.contains(&member) {
                 *links
@@ -201,7 +218,7 @@ fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error>
         }
     }
     let mut sharers: HashMap<u128, HashSet<u32>> = HashMap::new();
-    for detail in &details {
+    for detail in details {
         for &(member, _, other) in &detail.links {
             if far.contains(&other)
                 && let Some(p) = state.person_of(member)
@@ -244,7 +261,7 @@ fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error>
         .collect();
     merged.sort();
     let person_id = uuid_text(state.persons.ids[person as usize]);
-    Ok(Person {
+    Person {
         matched: matched.unwrap_or_else(|| Identifier {
             kind: crate::PERSON_LABEL.to_owned(),
             key: person_id.clone(),
@@ -256,7 +273,7 @@ fn person(plan: &ResolvePlan, store: &Store, key: &str) -> Result<Person, Error>
         links,
         shared,
         merged,
-    })
+    }
 }
 
 impl std::fmt::Display for Answer {
