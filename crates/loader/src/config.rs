@@ -458,6 +458,33 @@ mod tests {
     }
 
     #[test]
+    fn resolution_is_on_unless_the_file_the_environment_or_a_flag_turns_it_off() {
+        let resolve = |settings: Settings| {
+            Plan::resolve(settings)
+                .map(|p| p.resolve)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(resolve(Settings::default()));
+        let file: Settings = toml::from_str("resolve = false").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!resolve(file.clone()));
+        let env = |value: &'static str| {
+            Settings::from_env(move |k| (k == "IDGRAPH_RESOLVE").then(|| value.to_owned()))
+        };
+        let on = env("true").unwrap_or_else(|e| panic!("{e}"));
+        assert!(resolve(file.clone().overlay(on.clone())));
+        let off = env("0").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!resolve(Settings::default().overlay(off)));
+        // The flag (--no-resolve) wins over an environment that turns it on.
+        let flag = Settings {
+            resolve: Some(false),
+            ..Settings::default()
+        };
+        assert!(!resolve(file.overlay(on).overlay(flag)));
+        let refused = env("maybe").err().unwrap_or_default();
+        assert!(refused.contains("IDGRAPH_RESOLVE=maybe"), "{refused}");
+    }
+
+    #[test]
     fn flags_override_the_environment_which_overrides_the_file() {
         let file: Settings =
             toml::from_str("root = \"a\"\nregion = \"eu-west-1\"\nparallelism = \"LOW\"")
