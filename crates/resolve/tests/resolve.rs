@@ -429,3 +429,85 @@ fn digest(files: &[(String, Vec<u8>)]) -> Vec<(String, u32)> {
         .map(|(n, b)| (n.clone(), crc32fast::hash(b)))
         .collect()
 }
+
+#[test]
+fn an_s3_root_resolves_to_the_same_bytes_with_every_write_encrypted() {
+    let dir = tempdir();
+    let local = dir.path();
+    generate(local, 600, 0.0, None);
+    transform_all(local);
+    resolve_all(local);
+    // The same graph batch under an s3:// root.
+    let (_s3_dir, s3, store) = testkit::LocalS3::with_buckets(&["lake"]);
+    let root: Location = "s3://lake/idgraph"
+        .parse()
+        .unwrap_or_else(|e: String| panic!("{e}"));
+    let graph = Layout::graph_dir(&SourceKind::Initial);
+    for (relative, bytes) in testkit::snapshot(&local.join(&graph)) {
+        store
+            .write(&root.join(&format!("{graph}/{relative}")), bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let plan = ResolvePlan::new(
+        root.clone(),
+        transform::Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pending = resolve::pending(&plan, &store).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pending, [SourceKind::Initial]);
+    let report = resolve::resolve_batch(&plan, &store, &SourceKind::Initial)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!report.already_resolved && report.people > 0);
+    // The graph batch and the state hold the bytes a local root gets.
+    for (dir, files) in [
+        (
+            Layout::identity_graph_dir(&SourceKind::Initial),
+            testkit::snapshot(&local.join(Layout::identity_graph_dir(&SourceKind::Initial))),
+        ),
+        (
+            format!("{}/state", Layout::IDENTITY),
+            testkit::snapshot(&local.join(Layout::IDENTITY).join("state")),
+        ),
+    ] {
+        assert!(!files.is_empty());
+        for (relative, bytes) in files {
+            let on_s3 = store
+                .read(&root.join(&format!("{dir}/{relative}")))
+                .unwrap_or_else(|e| panic!("{dir}/{relative}: {e}"));
+            assert!(on_s3 == bytes, "{dir}/{relative} differs on S3");
+        }
+    }
+    let writes: Vec<_> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.writes_an_object())
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.target.contains("/identity/state/state.json"))
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.encryption.as_deref() == Some("AES256")),
+        "{writes:?}"
+    );
+    // And a lookup answers from the state on S3.
+    let profile = read_csv(
+        &local
+            .join(Layout::source_dir(
+                &SourceKind::Initial,
+                Dataset::FirstParty,
+            ))
+            .join(Layout::source_file_name(
+                &SourceKind::Initial,
+                Dataset::FirstParty,
+                false,
+            )),
+    );
+    match resolve::who(&plan, &store, &profile[0][1]) {
+        Ok(Answer::Person(p)) => assert_eq!(p.matched.kind, "Email"),
+        other => panic!("{other:?}"),
+    }
+}
