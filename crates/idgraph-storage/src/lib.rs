@@ -288,6 +288,23 @@ impl Store {
         }
     }
 
+    /// Reads a whole object into `buf`, replacing what it held but keeping its memory: a
+    /// caller that reads many large objects one after another allocates (and the kernel zeroes)
+    /// one buffer, not one per object.
+    pub fn read_into(&self, location: &Location, buf: &mut Vec<u8>) -> Result<(), Error> {
+        buf.clear();
+        match location {
+            Location::Local(path) => std::fs::File::open(path)
+                .and_then(|mut file| std::io::Read::read_to_end(&mut file, buf))
+                .map(drop)
+                .map_err(|e| StorageError(format!("cannot read {}: {e}", path.display()))),
+            Location::S3 { .. } => {
+                buf.extend_from_slice(&self.read(location)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Writes a whole object. Locally through a temporary file, an fsync and a rename; on S3
     /// with the store's server-side encryption, confirmed by the server.
     pub fn write(&self, location: &Location, bytes: Vec<u8>) -> Result<(), Error> {

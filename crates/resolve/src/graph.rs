@@ -167,19 +167,26 @@ fn bad(location: &Location, line: u64, message: impl std::fmt::Display) -> Error
 
 /// The text of a graph file, gunzipped when its name says so.
 pub(crate) fn read_text(store: &Store, location: &Location) -> Result<String, Error> {
-    let bytes = store
-        .read(location)
+    read_text_into(store, location, &mut Vec::new()).map(str::to_owned)
+}
+
+/// Reads a file (plain or gzip) into `buf`, reusing its memory, and returns it as text.
+fn read_text_into<'a>(
+    store: &Store,
+    location: &Location,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a str, Error> {
+    store
+        .read_into(location, buf)
         .map_err(|e| Error::Storage(e.to_string()))?;
-    let bytes = if location.to_string().ends_with(".gz") {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::MultiGzDecoder::new(&bytes[..])
+    if location.to_string().ends_with(".gz") {
+        let mut out = Vec::with_capacity(buf.len() * 4);
+        flate2::read::MultiGzDecoder::new(&buf[..])
             .read_to_end(&mut out)
             .map_err(|e| bad(location, 0, format!("not gzip: {e}")))?;
-        out
-    } else {
-        bytes
-    };
-    String::from_utf8(bytes).map_err(|e| bad(location, 0, format!("not UTF-8: {e}")))
+        *buf = out;
+    }
+    std::str::from_utf8(buf).map_err(|e| bad(location, 0, format!("not UTF-8: {e}")))
 }
 
 /// Calls `each` with the line and the first three fields of every record after the header
@@ -329,7 +336,10 @@ pub(crate) fn read_batch(
     let parts: Vec<BatchGraph> = manifest
         .files
         .par_iter()
-        .map(|file| read_file(store, dir, file, mapping, &reading))
+        // One read buffer per worker, reused from file to file.
+        .map_init(Vec::new, |buf, file| {
+            read_file(store, dir, file, mapping, &reading, buf)
+        })
         .collect::<Result<_, _>>()?;
     // One allocation per list: growing them part by part would copy them again and again.
     let count = parts.iter().map(|p| p.identifiers.ids.len()).sum();
@@ -366,6 +376,7 @@ fn read_file(
     file: &ManifestFile,
     mapping: &Mapping,
     reading: &Reading,
+    buf: &mut Vec<u8>,
 ) -> Result<BatchGraph, Error> {
     let mut out = BatchGraph::default();
     let location = dir.join(&file.path);
@@ -382,10 +393,10 @@ fn read_file(
             if !identifier && !far {
                 return Ok(out);
             }
-            let text = read_text(store, &location)?;
+            let text = read_text_into(store, &location, buf)?;
             let (identifiers, far) = (&mut out.identifiers, &mut out.far);
             let label = label as u16;
-            out.skipped = for_each_record(&location, &text, |line, [id, _, key]| {
+            out.skipped = for_each_record(&location, text, |line, [id, _, key]| {
                 let id = parse_id(&location, line, id)?;
                 if identifier {
                     identifiers.ids.push(id);
@@ -415,10 +426,10 @@ fn read_file(
             if !strong && side.is_none() {
                 return Ok(out);
             }
-            let text = read_text(store, &location)?;
+            let text = read_text_into(store, &location, buf)?;
             let label = label as u16;
             let (strong_out, links) = (&mut out.strong, &mut out.links);
-            out.skipped = for_each_record(&location, &text, |line, [_, from, to]| {
+            out.skipped = for_each_record(&location, text, |line, [_, from, to]| {
                 let (from, to) = (
                     parse_id(&location, line, from)?,
                     parse_id(&location, line, to)?,

@@ -316,7 +316,17 @@ pub fn resolve_batch(
     let mut skipped = std::mem::take(&mut graph.skipped);
     let skipped_rows = skipped.len() as u64;
     skipped.truncate(10);
-    let outcome = link(&state, graph, seq, &name)?;
+    // The batch's details (keys and tracked links) do not depend on who is whom: they are
+    // written while the components are worked out.
+    let save_details = |details: state::Details| {
+        state::write_file(
+            store,
+            &plan.root,
+            format!("details-{seq:05}-{name}.bin"),
+            state::encode_details(&details),
+        )
+    };
+    let (outcome, details) = link(&state, graph, seq, &name, save_details)?;
     lap(&mut timings.link);
     let merges: Vec<MergeRecord> = outcome
         .merges
@@ -331,24 +341,14 @@ pub fn resolve_batch(
     // them. A run killed before that makes the same bytes again (everything is sorted), and the
     // loader then finds the graph batch unchanged.
     let write = |name: String, bytes: Vec<u8>| state::write_file(store, &plan.root, name, bytes);
-    let (changed, ((members, details), persons)) = rayon::join(
+    let (changed, (members, persons)) = rayon::join(
         || output::write_batch(store, &out_dir, &name, &plan.mapping, &state, &outcome),
         || {
             rayon::join(
                 || {
-                    rayon::join(
-                        || {
-                            write(
-                                format!("members-{seq:05}-{name}.bin"),
-                                state::encode_members(&outcome.members),
-                            )
-                        },
-                        || {
-                            write(
-                                format!("details-{seq:05}-{name}.bin"),
-                                state::encode_details(&outcome.details),
-                            )
-                        },
+                    write(
+                        format!("members-{seq:05}-{name}.bin"),
+                        state::encode_members(&outcome.members),
                     )
                 },
                 || {
@@ -362,7 +362,7 @@ pub fn resolve_batch(
     );
     lap(&mut timings.write);
     let changed = changed?;
-    let (members, details, persons) = (members?, details?, persons?);
+    let (members, persons) = (members?, persons?);
     let previous_persons = std::mem::replace(&mut index.persons, persons);
     index.people = outcome
         .persons
@@ -452,7 +452,6 @@ pub(crate) fn uuid_text(id: u128) -> String {
 pub(crate) struct Outcome {
     /// The batch's new identifiers with their persons (sorted by id).
     pub(crate) members: state::Members,
-    pub(crate) details: state::Details,
     /// The person table after the batch.
     pub(crate) persons: state::Persons,
     /// The person table before it (to tell whose person changed).
@@ -464,9 +463,21 @@ pub(crate) struct Outcome {
     pub(crate) touched: Vec<u32>,
 }
 
+/// At most this many sorted runs are merged rather than sorted afresh.
+const RUNS_TO_MERGE: usize = 64;
+
 /// Sorts (id, position) pairs in about linear time: ids are uniform hashes, so one counting
 /// pass on their top bits leaves buckets of one or two, which are then sorted where they lie.
-fn sort_by_id(pairs: Vec<(u128, u32)>) -> Vec<(u128, u32)> {
+///
+/// The transform writes each file's rows sorted by id, so the list is often a few sorted runs
+/// (one per file): then the standard merge sort, which finds runs and merges them, is faster.
+fn sort_by_id(mut pairs: Vec<(u128, u32)>) -> Vec<(u128, u32)> {
+    let descents = pairs.windows(2).filter(|w| w[1].0 < w[0].0).count();
+    if descents <= RUNS_TO_MERGE {
+        // Stable: equal ids stay in position order, as the counting sort leaves them.
+        pairs.sort_by_key(|p| p.0);
+        return pairs;
+    }
     let bits = (usize::BITS - pairs.len().leading_zeros()).clamp(1, 24);
     let shift = 128 - bits;
     let mut next = vec![0usize; (1 << bits) + 1];
@@ -525,12 +536,15 @@ impl Components {
     }
 }
 
-fn link(
+/// Links a batch; `save_details` gets the batch's details (in the members' order) and runs
+/// meanwhile on another thread. Returns what linking decided and what saving returned.
+fn link<T: Send>(
     state: &state::State,
     graph: graph::BatchGraph,
     seq: u32,
     batch: &str,
-) -> Result<Outcome, Error> {
+    save_details: impl FnOnce(state::Details) -> Result<T, Error> + Send,
+) -> Result<(Outcome, T), Error> {
     let graph::BatchGraph {
         identifiers,
         strong,
@@ -550,19 +564,49 @@ fn link(
         .collect();
     let mut order = sort_by_id(order);
     order.dedup_by_key(|o| o.0);
-    let n = order.len();
     let fresh_ids: Vec<u128> = order.iter().map(|o| o.0).collect();
-    let fresh_index = state::IdIndex::new(&fresh_ids);
+    let labels: Vec<u16> = order
+        .iter()
+        .map(|&(_, at)| fresh.labels[at as usize])
+        .collect();
+    let fresh_keys = fresh.keys;
+    drop(fresh.ids);
+    let details = || {
+        let mut keys = graph::Keys::default();
+        for &(_, at) in &order {
+            keys.push(fresh_keys.get(at as usize).unwrap_or_default());
+        }
+        save_details(state::Details { keys, links, far })
+    };
+    let (outcome, saved) = rayon::join(
+        || decide(state, strong, fresh_ids, labels, seq, batch),
+        details,
+    );
+    Ok((outcome?, saved?))
+}
 
+/// Who is whom: the components of the strong edges over the batch's new identifiers
+/// (`fresh_ids`, sorted, with their `labels`) and the people they reach.
+fn decide(
+    state: &state::State,
+    strong: Vec<(u128, u128)>,
+    fresh_ids: Vec<u128>,
+    labels: Vec<u16>,
+    seq: u32,
+    batch: &str,
+) -> Result<Outcome, Error> {
+    let n = fresh_ids.len();
+    let fresh_index = state::IdIndex::new(&fresh_ids);
     // Each end of each strong edge: a new identifier (its position) or an existing person, in
     // parallel; then nodes 0..n are the new identifiers and n.. the existing people reached.
+    #[derive(Clone, Copy)]
     enum End {
-        New(usize),
+        New(u32),
         Known(u32),
     }
-    let end = |id: u128| -> Result<End, Error> {
-        if let Some(i) = fresh_index.find(&fresh_ids, id) {
-            return Ok(End::New(i));
+    let end = |id: u128, fresh: Option<usize>| -> Result<End, Error> {
+        if let Some(i) = fresh {
+            return Ok(End::New(i as u32));
         }
         state
             .person_of(id)
@@ -572,20 +616,36 @@ fn link(
                 id: uuid_text(id),
             })
     };
-    let ends: Vec<(End, End)> = strong
-        .into_par_iter()
-        .map(|(a, b)| Ok((end(a)?, end(b)?)))
-        .collect::<Result<_, Error>>()?;
+    // Filled in place: one allocation, however the work is split.
+    let mut ends = vec![(End::New(0), End::New(0)); strong.len()];
+    ends.par_chunks_mut(4096)
+        .zip(strong.par_chunks(4096))
+        .try_for_each(|(out, chunk)| {
+            let ids: Vec<u128> = chunk.iter().flat_map(|&(a, b)| [a, b]).collect();
+            let found = fresh_index.find_all(&fresh_ids, &ids);
+            for ((slot, id), at) in out
+                .iter_mut()
+                .zip(ids.chunks_exact(2))
+                .zip(found.chunks_exact(2))
+            {
+                *slot = (end(id[0], at[0])?, end(id[1], at[1])?);
+            }
+            Ok::<_, Error>(())
+        })?;
+    drop(strong);
+    // Existing people reached, numbered in the order first reached.
     let mut person_node: HashMap<u32, usize> = HashMap::new();
     let mut node_person: Vec<u32> = Vec::new();
-    let mut node = |e: End| match e {
-        End::New(i) => i,
-        End::Known(p) => *person_node.entry(p).or_insert_with(|| {
-            node_person.push(p);
-            n + node_person.len() - 1
-        }),
-    };
-    let edges: Vec<(usize, usize)> = ends.into_iter().map(|(a, b)| (node(a), node(b))).collect();
+    for &(a, b) in &ends {
+        for e in [a, b] {
+            if let End::Known(p) = e {
+                person_node.entry(p).or_insert_with(|| {
+                    node_person.push(p);
+                    n + node_person.len() - 1
+                });
+            }
+        }
+    }
     let total = n + node_person.len();
     if total >= u32::MAX as usize {
         return Err(Error::TooLarge {
@@ -593,9 +653,13 @@ fn link(
             count: total,
         });
     }
+    let node = |e: End| match e {
+        End::New(i) => i as usize,
+        End::Known(p) => person_node[&p],
+    };
     let mut components = Components::new(total);
-    for (a, b) in edges {
-        components.union(a, b);
+    for (a, b) in ends {
+        components.union(node(a), node(b));
     }
 
     // Per component: the existing people in it, oldest (lowest number) first.
@@ -667,16 +731,8 @@ fn link(
     touched.sort_unstable();
     touched.dedup();
 
-    let mut keys = graph::Keys::default();
-    let mut labels = Vec::with_capacity(n);
-    for &(_, at) in &order {
-        labels.push(fresh.labels[at as usize]);
-        keys.push(fresh.keys.get(at as usize).unwrap_or_default());
-    }
-    drop(fresh);
     Ok(Outcome {
         members: state::Members::new(fresh_ids, labels, member_persons),
-        details: state::Details { keys, links, far },
         persons,
         parents_before,
         new_people,
@@ -704,7 +760,13 @@ mod tests {
                 .collect();
             let mut expected = pairs.clone();
             expected.sort_unstable();
-            assert_eq!(sort_by_id(pairs), expected, "{n}");
+            assert_eq!(sort_by_id(pairs.clone()), expected, "{n}");
+            // Sorted runs, as the transform's files give them, with equal ids across runs.
+            let mut runs = pairs;
+            for run in runs.chunks_mut(n as usize / 5 + 1) {
+                run.sort_unstable();
+            }
+            assert_eq!(sort_by_id(runs), expected, "{n} in runs");
         }
     }
 
