@@ -29,6 +29,8 @@ pub(crate) struct Api {
     pub graph_path: std::path::PathBuf,
     /// The folders local sources may be read from, resolved.
     pub local_roots: Arc<Vec<std::path::PathBuf>>,
+    /// Whether the graph records its changes (the stream endpoints answer).
+    pub streams: bool,
 }
 
 pub(crate) fn router(api: Api) -> Router {
@@ -45,6 +47,8 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/status", get(health))
         .route("/propertygraph/statistics/summary", get(summary))
         .route("/pg/statistics/summary", get(summary))
+        .route("/propertygraph/stream", get(stream))
+        .route("/pg/stream", get(stream))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
@@ -178,6 +182,82 @@ async fn summary(State(api): State<Api>, Query(query): Query<HashMap<String, Str
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalFailureException",
             e.to_string(),
+        ),
+    }
+}
+
+/// `GET /propertygraph/stream` (and `/pg/stream`): the change stream, gzip-compressed when
+/// the client accepts it.
+async fn stream(
+    State(api): State<Api>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use crate::stream::{StreamError, StreamRequest};
+    if !api.streams {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedOperationException",
+            "Neptune Streams is not enabled on this server (it runs with --no-streams)",
+        );
+    }
+    let request = match StreamRequest::parse(&query) {
+        Ok(request) => request,
+        Err(e) => return stream_error(e),
+    };
+    let path = api.graph_path.clone();
+    let answer = tokio::task::spawn_blocking(move || crate::stream::read(&path, &request)).await;
+    let payload = match answer {
+        Ok(Ok(payload)) => payload,
+        Ok(Err(e)) => return stream_error(e),
+        Err(e) => return stream_error(StreamError::Internal(e.to_string())),
+    };
+    let body = payload.to_string();
+    let gzip = headers
+        .get_all(axum::http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|e| e.trim().split(';').next() == Some("gzip"))
+        });
+    if !gzip {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed =
+        std::io::Write::write_all(&mut encoder, body.as_bytes()).and_then(|()| encoder.finish());
+    match compressed {
+        Ok(bytes) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (axum::http::header::CONTENT_ENCODING, "gzip"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => stream_error(StreamError::Internal(e.to_string())),
+    }
+}
+
+fn stream_error(e: crate::stream::StreamError) -> Response {
+    use crate::stream::StreamError;
+    match e {
+        StreamError::InvalidParameter(m) => {
+            error(StatusCode::BAD_REQUEST, "InvalidParameterException", m)
+        }
+        StreamError::NotFound(m) => {
+            error(StatusCode::NOT_FOUND, "StreamRecordsNotFoundException", m)
+        }
+        StreamError::Expired(m) => error(StatusCode::BAD_REQUEST, "ExpiredStreamException", m),
+        StreamError::Internal(m) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailureException",
+            m,
         ),
     }
 }

@@ -19,6 +19,7 @@ mod jobs;
 mod model;
 mod sigv4;
 mod store;
+mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use std::thread::JoinHandle;
 
 pub use faults::{Faults, NotTerminal};
 pub use sigv4::SigV4Credentials;
-pub use store::{GraphStore, Neighbour, Property, Stats, StoreError, VertexView};
+pub use store::{GraphStore, Neighbour, Property, Retention, Stats, StoreError, VertexView};
 
 /// The status payload as JSON, for clients of this endpoint (and of Neptune) that use
 /// `aws-sdk-neptunedata`: it hands the payload over as an untyped `Document`, which has no serde
@@ -81,6 +82,8 @@ pub struct Config {
     pub local_source_dirs: Vec<PathBuf>,
     /// Serve a non-loopback address without SigV4: refused unless this is set.
     pub allow_unauthenticated: bool,
+    /// Record every committed change as Neptune Streams does, kept this long; `None`: off.
+    pub streams: Option<Retention>,
 }
 
 impl Config {
@@ -92,6 +95,7 @@ impl Config {
             sigv4: None,
             local_source_dirs: Vec::new(),
             allow_unauthenticated: false,
+            streams: Some(Retention::default()),
         }
     }
 }
@@ -195,7 +199,10 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let local_roots = Arc::new(local_roots);
-        let graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
+        let mut graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
+        if let Some(retention) = config.streams {
+            graph = graph.with_stream(retention);
+        }
         let faults = Arc::new(Faults::default());
         let jobs =
             Arc::new(jobs::Jobs::open(&config.data_dir, faults).map_err(StartError::History)?);
@@ -223,6 +230,7 @@ impl Server {
             started: jobs::now_seconds(),
             graph_path: config.data_dir.join(GRAPH_FILE),
             local_roots: local_roots.clone(),
+            streams: config.streams.is_some(),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = std::thread::Builder::new()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use neptune_local::{Config, GRAPH_FILE, GraphStore, SigV4Credentials, VertexView};
+use neptune_local::{Config, GRAPH_FILE, GraphStore, Retention, SigV4Credentials, VertexView};
 
 const DEFAULT_DATA_DIR: &str = "data/neptune-local";
 
@@ -22,6 +22,7 @@ const DEFAULT_DATA_DIR: &str = "data/neptune-local";
         neptune-local serve                              # http://127.0.0.1:8182, data in data/neptune-local\n  \
         curl -s -XPOST localhost:8182/loader -H 'Content-Type: application/json' \\\n       \
         -d '{\"source\":\"data/datasets/graph/initial/vertices\",\"format\":\"csv\",\"iamRoleArn\":\"arn:aws:iam::000000000000:role/local\",\"region\":\"us-east-1\"}'\n  \
+        curl -s 'localhost:8182/propertygraph/stream?iteratorType=TRIM_HORIZON&limit=100'\n  \
         neptune-local stats\n  \
         neptune-local show jane.doe@example.com          # a vertex by id, or by a property value"
 )]
@@ -52,6 +53,16 @@ enum Command {
         /// data and read the graph)
         #[arg(long)]
         allow_unauthenticated: bool,
+        /// Do not record changes: GET /propertygraph/stream answers
+        /// UnsupportedOperationException, as on a cluster with neptune_streams = 0
+        #[arg(long)]
+        no_streams: bool,
+        /// Days the change stream keeps its records (neptune_streams_expiry_days, 1 to 90)
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
+        stream_expiry_days: u32,
+        /// Keep at most about this many change records as well (whole commits are trimmed)
+        #[arg(long, value_name = "N")]
+        stream_max_records: Option<u64>,
     },
     /// Print vertices and edges per label.
     Stats {
@@ -135,6 +146,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             require_sigv4,
             allow_dirs,
             allow_unauthenticated,
+            no_streams,
+            stream_expiry_days,
+            stream_max_records,
         } => {
             let sigv4 = if require_sigv4 {
                 let var = |name: &str| {
@@ -152,6 +166,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sigv4,
                 local_source_dirs: allow_dirs,
                 allow_unauthenticated,
+                streams: (!no_streams).then_some(Retention {
+                    days: stream_expiry_days,
+                    records: stream_max_records,
+                }),
                 ..Config::new(data_dir.clone(), addr)
             })?;
             eprintln!(

@@ -30,7 +30,46 @@ CREATE INDEX IF NOT EXISTS edge_to ON edge (to_vk);
 CREATE TABLE IF NOT EXISTS edge_prop (
     ek INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, type TEXT NOT NULL,
     PRIMARY KEY (ek, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream (
+    commit_num INTEGER NOT NULL, op_num INTEGER NOT NULL, ts INTEGER NOT NULL,
+    op TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,
+    value TEXT NOT NULL, type TEXT NOT NULL, from_id TEXT, to_id TEXT, last INTEGER NOT NULL,
+    PRIMARY KEY (commit_num, op_num)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1), commit_num INTEGER NOT NULL,
+    trimmed INTEGER NOT NULL DEFAULT 0);
 ";
+
+/// How long the change stream keeps its records (Neptune's `neptune_streams_expiry_days`, and
+/// a record count for tests and small disks). Older commits are trimmed as new ones arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+    /// Keep at most about this many records (whole commits are trimmed); `None`: no limit.
+    pub records: Option<u64>,
+}
+
+impl Default for Retention {
+    /// Neptune's default: seven days.
+    fn default() -> Retention {
+        Retention {
+            days: 7,
+            records: None,
+        }
+    }
+}
+
+/// One change a commit made, as the stream presents it.
+#[derive(Debug, Clone)]
+struct Change {
+    op: &'static str,
+    kind: &'static str,
+    id: String,
+    key: String,
+    value: String,
+    type_name: String,
+    ends: Option<(String, String)>,
+}
 
 /// One property field of a row, already checked and converted to its stored text.
 #[derive(Debug, Clone)]
@@ -99,6 +138,10 @@ pub struct VertexView {
 pub struct GraphStore {
     conn: Connection,
     path: String,
+    /// Recording changes as a stream, and for how long; `None`: streams are off.
+    stream: Option<Retention>,
+    /// The open transaction's changes, written to the stream when it commits.
+    pending: Vec<Change>,
 }
 
 impl GraphStore {
@@ -116,7 +159,54 @@ impl GraphStore {
         )
         .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
-        Ok(GraphStore { conn, path: name })
+        Ok(GraphStore {
+            conn,
+            path: name,
+            stream: None,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Records every committed change in the stream, kept as `retention` says.
+    pub fn with_stream(mut self, retention: Retention) -> GraphStore {
+        self.stream = Some(retention);
+        self
+    }
+
+    fn record(
+        &mut self,
+        op: &'static str,
+        kind: &'static str,
+        id: &str,
+        key: &str,
+        value: &str,
+        type_name: &str,
+    ) {
+        self.record_change(op, kind, id, key, value, type_name, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_change(
+        &mut self,
+        op: &'static str,
+        kind: &'static str,
+        id: &str,
+        key: &str,
+        value: &str,
+        type_name: &str,
+        ends: Option<(&str, &str)>,
+    ) {
+        if self.stream.is_some() {
+            self.pending.push(Change {
+                op,
+                kind,
+                id: id.to_owned(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+                type_name: type_name.to_owned(),
+                ends: ends.map(|(f, t)| (f.to_owned(), t.to_owned())),
+            });
+        }
     }
 
     fn fail(&self, source: rusqlite::Error) -> StoreError {
@@ -127,6 +217,7 @@ impl GraphStore {
     }
 
     pub(crate) fn begin(&mut self) -> Result<(), StoreError> {
+        self.pending.clear();
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.fail(e))
@@ -135,6 +226,7 @@ impl GraphStore {
     /// Ends a transaction an earlier load left open (it stopped on an error): what it had not
     /// committed is dropped, as the loader keeps only committed work.
     pub(crate) fn roll_back_open_transaction(&mut self) -> Result<(), StoreError> {
+        self.pending.clear();
         if self.conn.is_autocommit() {
             return Ok(());
         }
@@ -143,8 +235,96 @@ impl GraphStore {
             .map_err(|e| self.fail(e))
     }
 
+    /// Commits the open transaction; its changes become one stream commit, in the same SQLite
+    /// transaction, so the stream never shows what the graph did not keep, nor misses what it
+    /// did.
     pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
+        self.write_stream().map_err(|e| self.fail(e))?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.fail(e))
+    }
+
+    fn write_stream(&mut self) -> Result<(), rusqlite::Error> {
+        let Some(retention) = self.stream else {
+            return Ok(());
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let head: i64 = self
+            .conn
+            .query_row("SELECT commit_num FROM stream_head", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let commit_num = head + 1;
+        let now = chrono::Utc::now().timestamp_millis();
+        let changes = std::mem::take(&mut self.pending);
+        {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO stream (commit_num, op_num, ts, op, kind, id, key, value, type, \
+                 from_id, to_id, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            let last = changes.len();
+            for (i, c) in changes.iter().enumerate() {
+                let (from, to) = match &c.ends {
+                    Some((f, t)) => (Some(f.as_str()), Some(t.as_str())),
+                    None => (None, None),
+                };
+                insert.execute(params![
+                    commit_num,
+                    i as i64 + 1,
+                    now,
+                    c.op,
+                    c.kind,
+                    c.id,
+                    c.key,
+                    c.value,
+                    c.type_name,
+                    from,
+                    to,
+                    i + 1 == last
+                ])?;
+            }
+        }
+        self.conn.execute(
+            "INSERT INTO stream_head (one, commit_num) VALUES (1, ?1) \
+             ON CONFLICT (one) DO UPDATE SET commit_num = excluded.commit_num",
+            [commit_num],
+        )?;
+        // Retention: whole commits older than the days, then the oldest beyond the count. The
+        // last commit trimmed is kept, so a position at or before it reads as expired.
+        let oldest = now - i64::from(retention.days) * 86_400_000;
+        let by_age: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(commit_num) FROM stream WHERE ts < ?1")?
+            .query_row([oldest], |r| r.get(0))?;
+        let by_count: Option<i64> = match retention.records {
+            Some(keep) => {
+                // The newest record kept and the one after it: a commit they share is kept.
+                let edge: Vec<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT commit_num FROM stream ORDER BY commit_num DESC, op_num DESC \
+                         LIMIT 2 OFFSET ?1",
+                    )?
+                    .query_map([keep.max(1) as i64 - 1], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                match edge[..] {
+                    [kept, first_out] if kept == first_out => Some(first_out - 1),
+                    [_, first_out] => Some(first_out),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        if let Some(cut) = by_age.max(by_count).filter(|&cut| cut > 0) {
+            self.conn
+                .prepare_cached("DELETE FROM stream WHERE commit_num <= ?1")?
+                .execute([cut])?;
+            self.conn
+                .prepare_cached("UPDATE stream_head SET trimmed = max(trimmed, ?1)")?
+                .execute([cut])?;
+        }
+        Ok(())
     }
 
     fn vertex_key(&self, id: &str) -> Result<Option<i64>, rusqlite::Error> {
@@ -184,13 +364,20 @@ impl GraphStore {
             }
         };
         let mut added_label = false;
+        let mut new_labels = Vec::new();
         {
             let mut insert = self
                 .conn
                 .prepare_cached("INSERT OR IGNORE INTO vertex_label (vk, label) VALUES (?1, ?2)")?;
             for label in labels {
-                added_label |= insert.execute(params![vk, label])? > 0;
+                if insert.execute(params![vk, label])? > 0 {
+                    added_label = true;
+                    new_labels.push(label);
+                }
             }
+        }
+        for label in new_labels {
+            self.record("ADD", "vl", id, "label", label, "String");
         }
         out.push(if created || added_label {
             Applied::New
@@ -227,6 +414,7 @@ impl GraphStore {
                 .collect::<Result<_, _>>()?;
             if existing.is_empty() {
                 insert(&self.conn, value)?;
+                self.record("ADD", "vp", id, &property.name, value, property.type_name);
                 return Ok(Applied::New);
             }
             if existing.len() == 1 && &existing[0] == value {
@@ -247,12 +435,20 @@ impl GraphStore {
             self.conn
                 .prepare_cached("DELETE FROM vertex_prop WHERE vk = ?1 AND name = ?2")?
                 .execute(params![vk, property.name])?;
+            // An update is a REMOVE of the old value, then an ADD of the new.
+            for old in &existing {
+                self.record("REMOVE", "vp", id, &property.name, old, property.type_name);
+            }
             insert(&self.conn, value)?;
+            self.record("ADD", "vp", id, &property.name, value, property.type_name);
             return Ok(Applied::New);
         }
         let mut added = false;
         for value in &property.values {
-            added |= insert(&self.conn, value)?;
+            if insert(&self.conn, value)? {
+                added = true;
+                self.record("ADD", "vp", id, &property.name, value, property.type_name);
+            }
         }
         Ok(if added {
             Applied::New
@@ -316,6 +512,7 @@ impl GraphStore {
                         "INSERT INTO edge (id, label, from_vk, to_vk) VALUES (?1, ?2, ?3, ?4)",
                     )?
                     .execute(params![id, label, from_vk, to_vk])?;
+                self.record_change("ADD", "e", id, "label", label, "String", Some((from, to)));
                 out.push(Applied::New);
                 self.conn.last_insert_rowid()
             }
@@ -344,6 +541,10 @@ impl GraphStore {
                              VALUES (?1, ?2, ?3, ?4)",
                         )?
                         .execute(params![ek, property.name, value, property.type_name])?;
+                    if let Some(old) = &current {
+                        self.record("REMOVE", "ep", id, &property.name, old, property.type_name);
+                    }
+                    self.record("ADD", "ep", id, &property.name, value, property.type_name);
                     Applied::New
                 }
             });

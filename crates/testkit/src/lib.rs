@@ -8,6 +8,20 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+/// A program of the Python environment the tests use (target/pyenv, made by
+/// `scripts/python-env.sh`, which `scripts/test.sh` runs first).
+pub fn pyenv_program(name: &str) -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/pyenv/bin")
+        .join(name);
+    assert!(
+        p.exists(),
+        "no {name} at {}: run scripts/test.sh (or scripts/python-env.sh), which makes target/pyenv",
+        p.display()
+    );
+    p
+}
+
 /// The records of a CSV file after its header, as strings (records may differ in length).
 pub fn csv_records(path: &Path) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()

@@ -1,7 +1,7 @@
 //! moto's server (PyPI `moto[server]`, installed into target/pyenv by `scripts/python-env.sh`):
 //! AWS Glue and S3 stand-ins on one port, started on 127.0.0.1 for one test and stopped with it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,7 @@ fn program() -> PathBuf {
     if let Ok(p) = std::env::var("IDGRAPH_MOTO_SERVER") {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/moto_server");
-    assert!(
-        p.exists(),
-        "no moto server at {}: run scripts/test.sh (or scripts/python-env.sh), which installs moto[server] into target/pyenv",
-        p.display()
-    );
-    p
+    crate::pyenv_program("moto_server")
 }
 
 impl Moto {
