@@ -5,6 +5,10 @@
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`), so a local S3-compatible server is a
 //! matter of environment. Nothing here names a region, bucket or credential.
 
+mod lock;
+
+pub use lock::{Lock, release_held_locks};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -17,9 +17,10 @@ mod pipeline;
 mod state;
 
 pub use config::{Plan, Settings, Target, TransformPlan};
+pub use idgraph_storage::{Lock, release_held_locks};
 pub use neptune::{GraphSummary, LoadErrorEntry, LoadStatus, Neptune, NeptuneError, Phase, phase};
 pub use pipeline::{
     BatchReport, FailedLoad, PlannedBatch, RunError, RunReport, Runner, error_line, lock_run,
     pending_batches, plan_only, upload,
 };
-pub use state::{BatchRecord, LoadRecord, Lock, State, StateFile, release_held_locks};
+pub use state::{BatchRecord, LOCK, LoadRecord, State, StateFile};

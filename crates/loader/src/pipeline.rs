@@ -15,7 +15,8 @@ use crate::config::Plan;
 use crate::neptune::{
     GraphSummary, LoadErrorEntry, LoadRequest, LoadStatus, Neptune, NeptuneError, Phase, phase,
 };
-use crate::state::{BatchRecord, FileRecord, LoadRecord, Lock, State, now};
+use crate::state::{BatchRecord, FileRecord, LoadRecord, State, now};
+use idgraph_storage::Lock;
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +215,7 @@ const UPLOAD_THREADS: usize = 10;
 /// Takes the run lock of the root, so two runs never overlap; take it before connecting to the
 /// loader and hold it for the run. Released on drop.
 pub fn lock_run<'a>(plan: &Plan, store: &'a Store) -> Result<Lock<'a>, RunError> {
-    Lock::acquire(store, &plan.root, plan.lock_ttl).map_err(setup)
+    Lock::acquire(store, &plan.root.join(crate::LOCK), plan.lock_ttl).map_err(setup)
 }
 
 /// A run's context: the plan, storage and the loader endpoint.

@@ -27,7 +27,7 @@ fn a_local_lock_is_refused_while_held_and_free_once_its_holder_is_gone() {
     // Another holder of the OS lock (what a live run of another process has): refused, named.
     let other = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
     other.try_lock().unwrap_or_else(|e| panic!("{e}"));
-    let refused = Lock::acquire(&store, &root, Duration::from_secs(60))
+    let refused = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
         .err()
         .unwrap_or_default();
     assert!(
@@ -37,12 +37,13 @@ fn a_local_lock_is_refused_while_held_and_free_once_its_holder_is_gone() {
     // Its holder is gone (as when a process dies, however it dies): the file left behind does
     // not matter, whatever it says; no /proc or host name is consulted.
     drop(other);
-    let lock =
-        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
-    let second = Lock::acquire(&store, &root, Duration::from_secs(60));
+    let lock = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60));
     assert!(second.is_err());
     lock.release().unwrap_or_else(|e| panic!("{e}"));
-    Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn s3() -> (tempfile::TempDir, testkit::LocalS3, Store, Location) {
@@ -80,14 +81,14 @@ fn an_s3_lock_is_taken_over_only_when_expired_and_released_only_by_its_holder() 
     store
         .write(&at, other(now() + 3600))
         .unwrap_or_else(|e| panic!("{e}"));
-    let refused = Lock::acquire(&store, &root, Duration::from_secs(60))
+    let refused = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
         .err()
         .unwrap_or_default();
     assert!(refused.contains("the other run"), "{refused}");
     // Expired: taken over.
     store.write(&at, other(1)).unwrap_or_else(|e| panic!("{e}"));
-    let lock =
-        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let lock = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(body(&store, &root)["token"], "other");
     // Another run takes it (say this one stalled past its expiry): releasing this lock must
     // leave the other run's alone.
@@ -100,11 +101,12 @@ fn an_s3_lock_is_taken_over_only_when_expired_and_released_only_by_its_holder() 
     assert_eq!(after["released"], serde_json::Value::Null);
     // A released lock is free at once.
     store.write(&at, other(1)).unwrap_or_else(|e| panic!("{e}"));
-    let lock =
-        Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let lock = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     lock.release().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body(&store, &root)["released"], true);
-    Lock::acquire(&store, &root, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 static LOST: AtomicBool = AtomicBool::new(false);
@@ -116,15 +118,20 @@ fn lost() {
 #[test]
 fn an_s3_lock_is_renewed_while_held_and_a_run_that_loses_it_is_told() {
     let (_dir, _server, store, root) = s3();
-    let lock = Lock::acquire_with(&store, &root, Duration::from_secs(6), lost)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let lock = Lock::acquire_with(
+        &store,
+        &root.join(loader::LOCK),
+        Duration::from_secs(6),
+        lost,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let token = body(&store, &root)["token"].clone();
     // Well past its lifetime of 6 s (renewed every 2 s), it is still this run's and still live.
     std::thread::sleep(Duration::from_secs(9));
     let now_held = body(&store, &root);
     assert_eq!(now_held["token"], token);
     assert!(now_held["expires_at"].as_u64().unwrap_or(0) > now());
-    assert!(Lock::acquire(&store, &root, Duration::from_secs(6)).is_err());
+    assert!(Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(6)).is_err());
     assert!(!LOST.load(Ordering::SeqCst));
     // Another run overwrites it: the next renewal finds out and says so. (The local S3 server
     // checks a condition and writes apart, so a renewal in flight can still overwrite the

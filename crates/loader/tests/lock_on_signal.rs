@@ -12,9 +12,9 @@ fn a_stop_that_cannot_unwind_still_releases_the_s3_lock() {
     let root: Location = "s3://bucket/root"
         .parse()
         .unwrap_or_else(|e: String| panic!("{e}"));
-    let lock =
-        Lock::acquire(&store, &root, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
-    assert!(Lock::acquire(&store, &root, Duration::from_secs(600)).is_err());
+    let lock = Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(600)).is_err());
     // What the second SIGINT or SIGTERM does before it exits.
     loader::release_held_locks();
     let body: serde_json::Value = serde_json::from_slice(
@@ -25,5 +25,6 @@ fn a_stop_that_cannot_unwind_still_releases_the_s3_lock() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body["released"], true);
     std::mem::forget(lock);
-    Lock::acquire(&store, &root, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
+    Lock::acquire(&store, &root.join(loader::LOCK), Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
