@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # The test command (the README's, and what .ci/run runs after fmt and clippy): makes the
-# Python environment the Spark and Glue tests use (target/pyenv), then runs every test.
+# Python environment the Spark and Glue tests use (target/pyenv), installs redis-server when it
+# is missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/python-env.sh >/dev/null
+# The stream consumer's identity-cache tests start a real redis-server (Debian's package).
+if ! command -v redis-server >/dev/null; then
+  echo "test.sh: installing redis-server (Debian package) for the identity-cache tests" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+    { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends redis-server >/dev/null; }
+  # The package may start a system service; the tests start their own on free ports.
+  $sudo service redis-server stop >/dev/null 2>&1 || true
+fi
 cargo test --workspace --locked

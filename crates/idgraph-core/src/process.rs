@@ -3,6 +3,16 @@
 use std::io;
 use std::path::Path;
 
+/// Test-only: `IDGRAPH_TEST_EXIT_AT=POINT` makes the process exit at once (code 86) at that
+/// point, as a kill would (no destructor runs, locks stay behind), so tests can restart a run
+/// from every point where a real one can die. `program` names who exits, on stderr.
+pub fn exit_point(program: &str, point: &str) {
+    if std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
+        eprintln!("{program}: exiting at {point} (IDGRAPH_TEST_EXIT_AT)");
+        std::process::exit(86);
+    }
+}
+
 /// The peak resident set size of this process, in bytes (Linux; `None` elsewhere).
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -550,15 +550,11 @@ pub fn upload(
     Ok((manifest.files.len(), files, bytes))
 }
 
-/// Test-only: `IDGRAPH_TEST_EXIT_AT=POINT` makes the process exit at once at that point, as a
-/// kill would (no destructor runs, the lock stays behind), so tests can restart a run from every
-/// point where a real one can die. The points: `before-start`, `after-start`, `after-state`,
-/// `polling`, `between-parts`, `after-resolve`, `before-watermark`.
+/// Exit points for the kill tests (see [`idgraph_core::process::exit_point`]): `before-start`,
+/// `after-start`, `after-state`, `polling`, `between-parts`, `after-resolve`,
+/// `before-watermark`.
 fn exit_point(point: &str) {
-    if std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
-        eprintln!("loader: exiting at {point} (IDGRAPH_TEST_EXIT_AT)");
-        std::process::exit(86);
-    }
+    idgraph_core::process::exit_point("loader", point);
 }
 
 impl Runner<'_> {

@@ -274,6 +274,36 @@ impl Server {
         self.addr
     }
 
+    /// Loads `source` (a file or folder this server may read) as a `POST /loader` with these
+    /// settings would, waits for the load to end and returns its final status
+    /// (`LOAD_COMPLETED`, `LOAD_FAILED`, ...). For programs and tests that run a server in
+    /// process and want a graph in it without an HTTP client.
+    pub fn load_and_wait(
+        &self,
+        source: &str,
+        update_single_cardinality: bool,
+    ) -> Result<String, String> {
+        let params = serde_json::json!({
+            "source": source,
+            "format": "csv",
+            "iamRoleArn": "arn:aws:iam::000000000000:role/neptune-local",
+            "region": "us-east-1",
+            "updateSingleCardinalityProperties": if update_single_cardinality { "TRUE" } else { "FALSE" },
+        });
+        let request = model::LoadRequest::parse(params.as_object().ok_or("not an object")?)?;
+        let id = self.jobs.submit(request).map_err(|r| format!("{r:?}"))?;
+        loop {
+            let status = self
+                .jobs
+                .with_load(&id, |load| load.status.clone())
+                .ok_or_else(|| format!("load {id} vanished"))?;
+            if !model::status::is_waiting(&status) && status != model::status::IN_PROGRESS {
+                return Ok(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// `http://ADDR`, for a client's `endpoint_url`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

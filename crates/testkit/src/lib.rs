@@ -1,6 +1,7 @@
 //! Test helpers shared by the toolkit's crates.
 
 pub mod moto;
+pub mod redis;
 pub mod rows;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,293 @@
+//! The consumer against neptune-local's stream: every iterator type, paging, gzip, caught up
+//! (the future-position 404), expiry and a gap; checkpoint, lease and SigV4.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use idgraph_storage::{Location, Store};
+use neptune_local::{Config, Retention, Server, SigV4Credentials};
+use streams::{CacheRules, Mode, Progress, Record, Start, StreamError, StreamPlan, StreamReport};
+
+struct Quiet;
+impl Progress for Quiet {
+    fn batch(&self, _: &StreamReport) {}
+}
+
+fn server(data: &Path, retention: Retention) -> Server {
+    Server::start(Config {
+        streams: Some(retention),
+        ..Config::new(
+            data.to_path_buf(),
+            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn load(server: &Server, file: &Path, update: bool) {
+    let status = server
+        .load_and_wait(&file.display().to_string(), update)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "LOAD_COMPLETED", "{}", file.display());
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Three commits, ten changes (as in neptune-local's stream test).
+fn three_commits(server: &Server, files: &Path) {
+    let v1 = write(
+        files,
+        "v1.csv",
+        "~id,~label,email:String(single),age:Int(single)\nu1,User,a@x.com,31\nu2,User,b@x.com,42\n",
+    );
+    let e1 = write(
+        files,
+        "e1.csv",
+        "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
+    );
+    let v2 = write(
+        files,
+        "v2.csv",
+        "~id,~label,email:String(single)\nu1,User,a.new@x.com\nu2,User,b@x.com\n",
+    );
+    load(server, &v1, false);
+    load(server, &e1, false);
+    load(server, &v2, true);
+}
+
+fn plan(endpoint: &str, dir: &Path, name: &str) -> StreamPlan {
+    StreamPlan {
+        endpoint: endpoint.to_owned(),
+        iam_region: None,
+        name: name.to_owned(),
+        checkpoint_dir: Location::Local(dir.join("checkpoints")),
+        start: Start::TrimHorizon,
+        mode: Mode::Once,
+        limit: 10_000,
+        idle_min: Duration::from_millis(10),
+        idle_max: Duration::from_millis(50),
+        lease_ttl: Duration::from_secs(60),
+        files: Some(Location::Local(dir.join(name))),
+        gzip: false,
+        redis: None,
+        redis_prefix: "idgraph".into(),
+        cache_rules: CacheRules::default(),
+        stdout: false,
+        max_batches: None,
+    }
+}
+
+fn run(plan: &StreamPlan) -> Result<StreamReport, StreamError> {
+    streams::run(plan, &Store::default(), &AtomicBool::new(false), &Quiet)
+}
+
+/// Every change file under `dir`, by relative path, with its records.
+fn change_files(dir: &Path) -> Vec<(String, Vec<Record>)> {
+    let mut out = Vec::new();
+    for (path, bytes) in testkit::snapshot(dir) {
+        let text = if path.ends_with(".gz") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            text
+        } else {
+            String::from_utf8(bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let records = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .collect();
+        out.push((path, records));
+    }
+    out
+}
+
+fn events(records: &[Record]) -> Vec<(u64, u64)> {
+    records
+        .iter()
+        .map(|r| (r.event_id.commit_num, r.event_id.op_num))
+        .collect()
+}
+
+#[test]
+fn every_iterator_paging_gzip_caught_up_expiry_and_a_gap() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    let local = server(&work.join("neptune"), Retention::default());
+    three_commits(&local, work);
+    let endpoint = local.endpoint();
+
+    // TRIM_HORIZON, one request: every change, in one file per batch and hour.
+    let whole = plan(&endpoint, work, "whole");
+    let report = run(&whole).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.records, report.batches), (10, 1));
+    assert!(report.caught_up);
+    let all: Vec<Record> = change_files(&work.join("whole"))
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_eq!(all.len(), 10);
+    assert_eq!(events(&all)[0], (1, 1));
+    assert_eq!(events(&all)[9], (3, 2));
+    assert_eq!(
+        (
+            all[8].op.as_str(),
+            all[9].op.as_str(),
+            all[9].data.value.text()
+        ),
+        ("REMOVE", "ADD", "a.new@x.com".to_owned())
+    );
+    // Run again: caught up at once, nothing more.
+    let again = run(&whole).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((again.records, again.caught_up), (0, true));
+
+    // Paging with AFTER_SEQUENCE_NUMBER, three records a request: batches end at transaction
+    // ends (a transaction of six records spans two requests), the same changes, gzip.
+    let mut paged = plan(&endpoint, work, "paged");
+    paged.limit = 3;
+    paged.gzip = true;
+    let report = run(&paged).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.records, report.batches), (10, 3));
+    let files = change_files(&work.join("paged"));
+    assert!(
+        files
+            .iter()
+            .all(|(p, _)| p.ends_with(".ndjson.gz") && p.contains("/hour="))
+    );
+    let paged_records: Vec<Record> = files.into_iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(paged_records, all);
+
+    // LATEST: the position of the newest change; then only what comes after it.
+    let mut latest = plan(&endpoint, work, "latest");
+    latest.start = Start::Latest;
+    let report = run(&latest).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.records, 0);
+    assert_eq!(
+        report.position.map(|e| (e.commit_num, e.op_num)),
+        Some((3, 2))
+    );
+    let v3 = write(work, "v3.csv", "~id,~label\nu3,User\n");
+    load(&local, &v3, false);
+    let report = run(&latest).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.records, 1);
+    let after: Vec<Record> = change_files(&work.join("latest"))
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_eq!(events(&after), [(4, 1)]);
+    drop(local);
+
+    // Expiry: a consumer stopped at commit 1 of a server that then trims commits 1 to 3.
+    let trimmed_dir = work.join("trimmed-neptune");
+    let trimmed = server(
+        &trimmed_dir,
+        Retention {
+            days: 7,
+            records: Some(1),
+        },
+    );
+    let v1 = work.join("v1.csv");
+    load(&trimmed, &v1, false);
+    let mut behind = plan(&trimmed.endpoint(), work, "behind");
+    behind.max_batches = Some(1);
+    assert_eq!(run(&behind).map(|r| r.records).ok(), Some(6));
+    load(&trimmed, &work.join("e1.csv"), false);
+    load(&trimmed, &work.join("v2.csv"), true);
+    match run(&behind) {
+        Err(StreamError::Expired(message)) => assert!(message.contains("expired"), "{message}"),
+        other => panic!("expected the expired error, got {other:?}"),
+    }
+    drop(trimmed);
+
+    // A gap: commit 2 disappears from the stream (as a broken log would lose it).
+    let gap_dir = work.join("gap-neptune");
+    let gappy = server(&gap_dir, Retention::default());
+    three_commits(&gappy, work);
+    let mut first = plan(&gappy.endpoint(), work, "gap");
+    first.max_batches = Some(1);
+    first.limit = 6;
+    assert_eq!(run(&first).map(|r| r.records).ok(), Some(6));
+    let db = rusqlite::Connection::open(gap_dir.join(neptune_local::GRAPH_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.execute("DELETE FROM stream WHERE commit_num = 2", [])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match run(&plan(&gappy.endpoint(), work, "gap")) {
+        Err(StreamError::Gap { expected, got }) => {
+            assert!(expected.contains("commit_num: 2"), "{expected}");
+            assert!(got.contains("commit_num: 3"), "{got}");
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+}
+
+#[test]
+fn one_consumer_per_name_and_iam_signed_requests() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    // A server that refuses requests not signed with this key, as IAM auth does.
+    let local = Server::start(Config {
+        sigv4: Some(SigV4Credentials {
+            access_key_id: "AKIDSTREAMTEST".into(),
+            secret_access_key: "stream-test-secret".into(),
+        }),
+        ..Config::new(
+            work.join("neptune"),
+            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    three_commits(&local, work);
+    let unsigned = plan(&local.endpoint(), work, "signed");
+    match run(&unsigned) {
+        Err(StreamError::Refused { status: 403, .. }) => {}
+        other => panic!("an unsigned request was not refused: {other:?}"),
+    }
+    // Signed with the credential chain (here the environment), in a child process so the
+    // variables stay out of this one.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streams"))
+        .args([
+            "run",
+            "--endpoint",
+            &local.endpoint(),
+            "--iam-region",
+            "us-east-1",
+        ])
+        .args(["--name", "signed", "--json", "--quiet"])
+        .arg("--checkpoint-dir")
+        .arg(work.join("checkpoints"))
+        .arg("--files")
+        .arg(work.join("signed"))
+        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "stream-test-secret")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["records"], 10);
+
+    // The lease: while one consumer of a name holds it, another of the same name is refused.
+    let store = Store::default();
+    let lease = idgraph_storage::Lock::acquire(
+        &store,
+        &Location::Local(work.join("checkpoints/held.lease")),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    match run(&plan(&local.endpoint(), work, "held")) {
+        Err(StreamError::Leased { name, .. }) => assert_eq!(name, "held"),
+        other => panic!("a second consumer of the name ran: {other:?}"),
+    }
+    lease.release().unwrap_or_else(|e| panic!("{e}"));
+}
