@@ -9,8 +9,8 @@ scripts/python-env.sh >/dev/null
 if ! command -v redis-server >/dev/null; then
   echo "test.sh: installing redis-server (Debian package) for the identity-cache tests" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
-    { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends redis-server >/dev/null; }
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+    { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server >/dev/null; }
   # The package may start a system service; the tests start their own on free ports.
   $sudo service redis-server stop >/dev/null 2>&1 || true
 fi
