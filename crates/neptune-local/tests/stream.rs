@@ -3,12 +3,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use aws_sdk_neptunedata::Client;
 use aws_sdk_neptunedata::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_neptunedata::types::{Format, S3BucketRegion};
-use neptune_local::{Config, Retention, Server, payload_json};
+use neptune_local::{Config, Retention, Server};
 use serde_json::{Value, json};
 
 fn server(data: &Path, retention: Retention) -> Server {
@@ -34,46 +32,11 @@ fn client(server: &Server) -> Client {
 }
 
 /// Loads one file and waits for LOAD_COMPLETED.
-async fn load(client: &Client, file: &Path, update_single: bool) {
-    let out = client
-        .start_loader_job()
-        .source(file.display().to_string())
-        .format(Format::Csv)
-        .s3_bucket_region(S3BucketRegion::UsEast1)
-        .iam_role_arn("arn:aws:iam::000000000000:role/local")
-        .update_single_cardinality_properties(update_single)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let id = out
-        .payload()
-        .get("loadId")
-        .cloned()
-        .unwrap_or_else(|| panic!("no loadId"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = client
-            .get_loader_job_status()
-            .load_id(&id)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let status = payload_json(status.payload())["overallStatus"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        match status.as_str() {
-            "LOAD_COMPLETED" => return,
-            "LOAD_NOT_STARTED" | "LOAD_IN_QUEUE" | "LOAD_IN_PROGRESS" => {}
-            other => panic!("load of {} ended {other}", file.display()),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "load of {} timed out",
-            file.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn load(server: &Server, file: &Path, update_single: bool) {
+    let status = server
+        .load_and_wait(&file.display().to_string(), update_single)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "LOAD_COMPLETED", "{}", file.display());
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -128,10 +91,9 @@ async fn loads_are_streamed_as_neptune_presents_them_and_boto3_reads_them() {
     );
     let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let local = server(data.path(), Retention::default());
-    let neptune = client(&local);
-    load(&neptune, &vertices, false).await;
-    load(&neptune, &edges, false).await;
-    load(&neptune, &update, true).await;
+    load(&local, &vertices, false);
+    load(&local, &edges, false);
+    load(&local, &update, true);
 
     // A second server whose retention keeps only the newest commit.
     let trimmed_data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -142,9 +104,8 @@ async fn loads_are_streamed_as_neptune_presents_them_and_boto3_reads_them() {
             records: Some(1),
         },
     );
-    let trimmed_client = client(&trimmed);
-    load(&trimmed_client, &vertices, false).await;
-    load(&trimmed_client, &edges, false).await;
+    load(&trimmed, &vertices, false);
+    load(&trimmed, &edges, false);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stream_boto3.py");
     let out = Command::new(testkit::pyenv_program("python"))

@@ -82,6 +82,19 @@ fn plan(endpoint: &str, dir: &Path, name: &str) -> StreamPlan {
     }
 }
 
+/// The consumer binary reading `endpoint` as consumer `name`, its checkpoint and change files
+/// under `work`.
+fn consumer(endpoint: &str, work: &Path, name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_streams"));
+    command
+        .args(["run", "--endpoint", endpoint, "--name", name, "--quiet"])
+        .arg("--checkpoint-dir")
+        .arg(work.join("checkpoints"))
+        .arg("--files")
+        .arg(work.join(name));
+    command
+}
+
 fn run(plan: &StreamPlan) -> Result<StreamReport, StreamError> {
     streams::run(plan, &Store::default(), &AtomicBool::new(false), &Quiet)
 }
@@ -249,19 +262,8 @@ fn one_consumer_per_name_and_iam_signed_requests() {
     }
     // Signed with the credential chain (here the environment), in a child process so the
     // variables stay out of this one.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streams"))
-        .args([
-            "run",
-            "--endpoint",
-            &local.endpoint(),
-            "--iam-region",
-            "us-east-1",
-        ])
-        .args(["--name", "signed", "--json", "--quiet"])
-        .arg("--checkpoint-dir")
-        .arg(work.join("checkpoints"))
-        .arg("--files")
-        .arg(work.join("signed"))
+    let out = consumer(&local.endpoint(), work, "signed")
+        .args(["--iam-region", "us-east-1", "--json"])
         .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMTEST")
         .env("AWS_SECRET_ACCESS_KEY", "stream-test-secret")
         .env_remove("AWS_SESSION_TOKEN")
@@ -308,20 +310,7 @@ fn a_batch_interrupted_while_the_stream_grows_is_written_once() {
     let e1 = write(work, "e1.csv", "~id,~from,~to,~label\ne1,u1,u1,self\n");
     load(&local, &v1, false);
     let consume = |name: &str, exit: Option<&str>| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_streams"));
-        command
-            .args([
-                "run",
-                "--endpoint",
-                &local.endpoint(),
-                "--name",
-                name,
-                "--quiet",
-            ])
-            .arg("--checkpoint-dir")
-            .arg(work.join("checkpoints"))
-            .arg("--files")
-            .arg(work.join(name));
+        let mut command = consumer(&local.endpoint(), work, name);
         if let Some(point) = exit {
             command.env("IDGRAPH_TEST_EXIT_AT", point);
         }
@@ -343,4 +332,107 @@ fn a_batch_interrupted_while_the_stream_grows_is_written_once() {
         straight.keys().collect::<Vec<_>>()
     );
     assert_eq!(grown, straight);
+}
+
+/// A response stops after the record that crosses 10 MB, whatever the limit; the consumer
+/// pages past it and cuts its batches at transaction ends.
+#[test]
+fn responses_stop_at_ten_megabytes_and_the_consumer_pages_past() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    let local = server(&work.join("neptune"), Retention::default());
+    let mut text = String::from("~id,~label,note:String(single),rank:Int(single)\n");
+    for i in 0..30_000 {
+        text.push_str(&format!("vertex-{i:06},Thing,{},{}\n", "n".repeat(150), i));
+    }
+    let file = write(work, "big.csv", &text);
+    load(&local, &file, false);
+    let url = format!(
+        "{}/propertygraph/stream?iteratorType=TRIM_HORIZON&limit=100000",
+        local.endpoint()
+    );
+    let bytes = reqwest::blocking::get(&url)
+        .and_then(|r| r.bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let records = body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    let sizes: Vec<usize> = records.iter().map(|r| r.to_string().len()).collect();
+    let total: usize = sizes.iter().sum();
+    let cap = 10 * 1024 * 1024;
+    assert!(records.len() < 90_000, "{} records: no cap", records.len());
+    assert!(
+        total >= cap && total - sizes[sizes.len() - 1] < cap,
+        "{total} bytes"
+    );
+    assert_eq!(body["totalRecords"], records.len());
+
+    let mut whole = plan(&local.endpoint(), work, "big");
+    whole.limit = 100_000;
+    let report = run(&whole).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.records, 90_000);
+    assert!(report.batches >= 1);
+}
+
+/// `--daemon` follows until SIGTERM, then stops after a whole batch with its checkpoint saved;
+/// `--json` reports records and lag.
+#[test]
+fn a_daemon_follows_new_changes_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    let local = server(&work.join("neptune"), Retention::default());
+    three_commits(&local, work);
+    let child = consumer(&local.endpoint(), work, "changes")
+        .args([
+            "--daemon",
+            "--json",
+            "--idle-min-ms",
+            "20",
+            "--idle-max-ms",
+            "100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let checkpoint = work.join("checkpoints/changes.json");
+    let position = || -> Option<u64> {
+        let text = std::fs::read_to_string(&checkpoint).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value["position"]["commitNum"].as_u64()
+    };
+    let wait_for = |commit: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while position() != Some(commit) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon never reached commit {commit}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(3);
+    // A change made while it waits is picked up.
+    let v3 = write(work, "v3.csv", "~id,~label\nu3,User\n");
+    load(&local, &v3, false);
+    wait_for(4);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "the daemon did not stop cleanly: {:?}",
+        out.status
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["records"], 11);
+    assert_eq!(report["mode"], "daemon");
+    assert!(
+        report["lag_ms"].as_i64().is_some_and(|l| l >= 0),
+        "{report}"
+    );
 }
