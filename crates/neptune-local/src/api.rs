@@ -207,12 +207,11 @@ async fn stream(
     };
     let path = api.graph_path.clone();
     let answer = tokio::task::spawn_blocking(move || crate::stream::read(&path, &request)).await;
-    let payload = match answer {
-        Ok(Ok(payload)) => payload,
+    let body = match answer {
+        Ok(Ok(body)) => body,
         Ok(Err(e)) => return stream_error(e),
         Err(e) => return stream_error(StreamError::Internal(e.to_string())),
     };
-    let body = payload.to_string();
     let gzip = headers
         .get_all(axum::http::header::ACCEPT_ENCODING)
         .iter()
@@ -229,8 +228,7 @@ async fn stream(
             .into_response();
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let compressed =
-        std::io::Write::write_all(&mut encoder, body.as_bytes()).and_then(|()| encoder.finish());
+    let compressed = std::io::Write::write_all(&mut encoder, &body).and_then(|()| encoder.finish());
     match compressed {
         Ok(bytes) => (
             [

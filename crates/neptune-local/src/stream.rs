@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// A response stops after the record that crosses this many bytes (Neptune's cap).
 const RESPONSE_CAP: usize = 10 * 1024 * 1024;
@@ -103,19 +103,8 @@ fn internal(e: rusqlite::Error) -> StreamError {
     StreamError::Internal(e.to_string())
 }
 
-/// A stored value as JSON: numbers and booleans as Neptune sends them, the rest as strings.
-fn json_value(value: &str, type_name: &str) -> Value {
-    let number = match type_name {
-        "Byte" | "Short" | "Int" | "Long" => value.parse::<i64>().ok().map(Value::from),
-        "Float" | "Double" => value.parse::<f64>().ok().map(Value::from),
-        "Bool" | "Boolean" => value.parse::<bool>().ok().map(Value::from),
-        _ => None,
-    };
-    number.unwrap_or_else(|| Value::from(value))
-}
-
-/// Answers one request from the graph store at `path` (opened read-only).
-pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Value, StreamError> {
+/// Answers one request from the graph store at `path` (opened read-only): the response body.
+pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Vec<u8>, StreamError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StreamError::Internal(e.to_string()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -192,45 +181,59 @@ pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Value, Stream
     let mut rows = statement
         .query(params![start.0, start.1, limit as i64])
         .map_err(internal)?;
-    let mut records = Vec::new();
-    let mut bytes = 0usize;
+    // Records are serialised straight into the body as they are read (no JSON tree): the
+    // stream is read in bulk, so this is the endpoint's hot loop.
+    let mut body: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut count = 0usize;
     let mut last_event = None;
     let mut last_ts = 0i64;
     while let Some(row) = rows.next().map_err(internal)? {
-        let get = |i| -> Result<String, StreamError> { row.get(i).map_err(internal) };
+        let text = |i| -> Result<&str, StreamError> {
+            row.get_ref(i)
+                .map_err(internal)?
+                .as_str()
+                .map_err(|e| StreamError::Internal(e.to_string()))
+        };
         let (commit, op_num, ts): (i64, i64, i64) = (
             row.get(0).map_err(internal)?,
             row.get(1).map_err(internal)?,
             row.get(2).map_err(internal)?,
         );
-        let type_name = get(8)?;
-        let mut data = json!({
-            "id": get(5)?,
-            "type": get(4)?,
-            "key": get(6)?,
-            "value": { "value": json_value(&get(7)?, &type_name), "dataType": type_name },
-        });
-        let from: Option<String> = row.get(9).map_err(internal)?;
-        let to: Option<String> = row.get(10).map_err(internal)?;
-        if let (Some(from), Some(to)) = (from, to) {
-            data["from"] = Value::from(from);
-            data["to"] = Value::from(to);
+        let type_name = text(8)?;
+        let ends = match (text(9), text(10)) {
+            (Ok(from), Ok(to)) => Some((from, to)),
+            _ => None,
+        };
+        let record = OutRecord {
+            commit_timestamp: ts,
+            event_id: OutEventId {
+                commit_num: commit,
+                op_num,
+            },
+            data: OutData {
+                id: text(5)?,
+                kind: text(4)?,
+                key: text(6)?,
+                value: OutValue {
+                    value: typed(text(7)?, type_name),
+                    data_type: type_name,
+                },
+                from: ends.map(|e| e.0),
+                to: ends.map(|e| e.1),
+            },
+            op: text(3)?,
+            is_last_op: row.get(11).map_err(internal)?,
+        };
+        if count > 0 {
+            body.push(b',');
         }
-        let mut record = json!({
-            "commitTimestamp": ts,
-            "eventId": { "commitNum": commit, "opNum": op_num },
-            "data": data,
-            "op": get(3)?,
-        });
-        if row.get::<_, bool>(11).map_err(internal)? {
-            record["isLastOp"] = Value::Bool(true);
-        }
-        bytes += record.to_string().len();
-        records.push(record);
+        serde_json::to_writer(&mut body, &record)
+            .map_err(|e| StreamError::Internal(e.to_string()))?;
+        count += 1;
         last_event = Some((commit, op_num));
         last_ts = ts;
         // The record that crosses the cap is still given.
-        if bytes >= RESPONSE_CAP {
+        if body.len() >= RESPONSE_CAP {
             break;
         }
     }
@@ -238,11 +241,76 @@ pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Value, Stream
         // Asked after the very last record: nothing yet.
         return Err(future());
     };
-    Ok(json!({
-        "lastEventId": { "commitNum": commit, "opNum": op_num },
-        "lastTrxTimestamp": last_ts,
-        "format": "PG_JSON",
-        "records": records,
-        "totalRecords": records.len(),
-    }))
+    let head = format!(
+        "{{\"lastEventId\":{{\"commitNum\":{commit},\"opNum\":{op_num}}},\
+         \"lastTrxTimestamp\":{last_ts},\"format\":\"PG_JSON\",\"records\":["
+    );
+    let tail = format!("],\"totalRecords\":{count}}}");
+    let mut out = Vec::with_capacity(head.len() + body.len() + tail.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(tail.as_bytes());
+    Ok(out)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutRecord<'a> {
+    commit_timestamp: i64,
+    event_id: OutEventId,
+    data: OutData<'a>,
+    op: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    is_last_op: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutEventId {
+    commit_num: i64,
+    op_num: i64,
+}
+
+#[derive(Serialize)]
+struct OutData<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    key: &'a str,
+    value: OutValue<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutValue<'a> {
+    value: Typed<'a>,
+    #[serde(rename = "dataType")]
+    data_type: &'a str,
+}
+
+/// A stored value as JSON: numbers and booleans as Neptune sends them, the rest as strings.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Typed<'a> {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+fn typed<'a>(value: &'a str, type_name: &str) -> Typed<'a> {
+    let parsed = match type_name {
+        "Byte" | "Short" | "Int" | "Long" => value.parse().ok().map(Typed::Int),
+        "Float" | "Double" => value
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Typed::Float),
+        "Bool" | "Boolean" => value.parse().ok().map(Typed::Bool),
+        _ => None,
+    };
+    parsed.unwrap_or(Typed::Text(value))
 }
