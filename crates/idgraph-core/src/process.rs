@@ -25,6 +25,37 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// readable like any file the user creates (the umask applies). Persisting it renames it over
 /// `path` in one step; dropping it removes it. This is how every output file is written, so
 /// that no partial file ever stands where a complete one is expected.
+/// Removes the temporary files that writes of `path` killed before their rename left beside
+/// it (named as [`temp_file_beside`] names them); returns how many.
+pub fn remove_temp_files_beside(path: &Path) -> io::Result<usize> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(0);
+    };
+    let prefix = format!(".{name}.");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 pub fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()

@@ -530,10 +530,13 @@ impl Store {
         }
     }
 
-    /// Removes one object or file; a missing one is not an error.
+    /// Removes one object or file; a missing one is not an error. Locally also what a write of
+    /// it killed before its rename left (its temporary file), so that nothing of it remains.
     pub fn remove(&self, location: &Location) -> Result<(), Error> {
         match location {
-            Location::Local(path) => match std::fs::remove_file(path) {
+            Location::Local(path) => match idgraph_core::process::remove_temp_files_beside(path)
+                .and_then(|_| std::fs::remove_file(path))
+            {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(StorageError(format!(

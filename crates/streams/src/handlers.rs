@@ -24,11 +24,14 @@ impl ChangeFiles {
         let mut out = Vec::new();
         let mut start = 0;
         while start < batch.len() {
-            let hour = partition(&batch[start]);
+            // Compared as hour numbers; the folder name is formatted once per file.
+            let hour_of = |r: &Record| r.commit_timestamp.div_euclid(3_600_000);
+            let number = hour_of(&batch[start]);
             let len = batch[start..]
                 .iter()
-                .take_while(|r| partition(r) == hour)
+                .take_while(|r| hour_of(r) == number)
                 .count();
+            let hour = partition(&batch[start]);
             let part = &batch[start..start + len];
             let (first, last) = (part[0].event_id, part[len - 1].event_id);
             let name = format!(

@@ -287,6 +287,8 @@ pub fn run(
     };
     let mut idle = plan.idle_min;
     let mut in_process = 0u64;
+    // The page after a batch, read while the batch was handled: (where it starts, what came).
+    let mut prefetched: Option<(From, Result<client::Fetched, StreamError>)> = None;
     while !stop.load(Ordering::SeqCst) && plan.max_batches.is_none_or(|m| in_process < m) {
         let from = match checkpoint.position {
             Some(e) => From::After(e),
@@ -303,7 +305,11 @@ pub fn run(
                 Some(r) => From::After(r.event_id),
                 None => from,
             };
-            match client.fetch(next, plan.limit)? {
+            let fetched = match prefetched.take() {
+                Some((at, fetched)) if at == next => fetched?,
+                _ => client.fetch(next, plan.limit)?,
+            };
+            match fetched {
                 client::Fetched::CaughtUp => {
                     caught_up = true;
                     break;
@@ -353,41 +359,31 @@ pub fn run(
         in_process += 1;
         exit_point("after-read", in_process);
 
-        let planned = files.as_ref().map(|f| f.plan(&records)).unwrap_or_default();
-        if !planned.is_empty() {
-            checkpoint.intent = planned.iter().map(|(l, _)| l.to_string()).collect();
-            checkpoint.save(store, &location)?;
-        }
-        exit_point("after-intent", in_process);
-        if let Some(files) = &files {
-            for (file, part) in &planned {
-                files.write(store, file, part)?;
-                report.files_written += 1;
-            }
-        }
-        exit_point("after-files", in_process);
-        if let Some(cache) = cache.as_mut() {
-            cache.apply(&records)?;
-        }
-        exit_point("after-redis", in_process);
-        if plan.stdout {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            for record in &records {
-                let line = serde_json::to_string(record)
-                    .map_err(|e| StreamError::Output(e.to_string()))?;
-                writeln!(out, "{line}").map_err(|e| StreamError::Output(e.to_string()))?;
-            }
-            out.flush()
-                .map_err(|e| StreamError::Output(e.to_string()))?;
-        }
+        // The next page is read meanwhile: reading changes nothing, so a stop or a crash
+        // loses only the read.
         let last = records[records.len() - 1].clone();
-        checkpoint.position = Some(last.event_id);
-        checkpoint.intent.clear();
-        checkpoint.records += records.len() as u64;
-        checkpoint.batches += 1;
-        checkpoint.save(store, &location)?;
-        exit_point("after-checkpoint", in_process);
+        let after_batch = From::After(last.event_id);
+        let (handled, next) = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| client.fetch(after_batch, plan.limit));
+            let handled = handle_batch(
+                &Handlers {
+                    plan,
+                    store,
+                    location: &location,
+                    files: files.as_ref(),
+                },
+                &mut checkpoint,
+                cache.as_mut(),
+                &records,
+                in_process,
+            );
+            let next = reader
+                .join()
+                .unwrap_or_else(|_| Err(StreamError::Transport("the page reader stopped".into())));
+            (handled, next)
+        });
+        report.files_written += handled?;
+        prefetched = Some((after_batch, next));
 
         report.batches += 1;
         report.records += records.len() as u64;
@@ -413,6 +409,62 @@ pub fn run(
     report.seconds = started.elapsed().as_secs_f64();
     report.records_per_second = report.records as f64 / report.seconds.max(1e-9);
     Ok(report)
+}
+
+/// What handles a batch, besides the checkpoint and the cache.
+struct Handlers<'a> {
+    plan: &'a StreamPlan,
+    store: &'a Store,
+    location: &'a Location,
+    files: Option<&'a handlers::ChangeFiles>,
+}
+
+/// Hands one batch to the handlers, its intent saved before and its position after; returns
+/// the files written.
+fn handle_batch(
+    h: &Handlers<'_>,
+    checkpoint: &mut Checkpoint,
+    cache: Option<&mut handlers::IdentityCache>,
+    records: &[Record],
+    batch_number: u64,
+) -> Result<u64, StreamError> {
+    let mut written = 0;
+    let planned = h.files.map(|f| f.plan(records)).unwrap_or_default();
+    if !planned.is_empty() {
+        checkpoint.intent = planned.iter().map(|(l, _)| l.to_string()).collect();
+        checkpoint.save(h.store, h.location)?;
+    }
+    exit_point("after-intent", batch_number);
+    if let Some(files) = h.files {
+        for (file, part) in &planned {
+            files.write(h.store, file, part)?;
+            written += 1;
+        }
+    }
+    exit_point("after-files", batch_number);
+    if let Some(cache) = cache {
+        cache.apply(records)?;
+    }
+    exit_point("after-redis", batch_number);
+    if h.plan.stdout {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for record in records {
+            let line =
+                serde_json::to_string(record).map_err(|e| StreamError::Output(e.to_string()))?;
+            writeln!(out, "{line}").map_err(|e| StreamError::Output(e.to_string()))?;
+        }
+        out.flush()
+            .map_err(|e| StreamError::Output(e.to_string()))?;
+    }
+    let last = &records[records.len() - 1];
+    checkpoint.position = Some(last.event_id);
+    checkpoint.intent.clear();
+    checkpoint.records += records.len() as u64;
+    checkpoint.batches += 1;
+    checkpoint.save(h.store, h.location)?;
+    exit_point("after-checkpoint", batch_number);
+    Ok(written)
 }
 
 /// What the cache knows about one key.

@@ -124,6 +124,24 @@ fn output(work: &Path, url: &str) -> Output {
     (testkit::snapshot(&work.join("changes")), dump(url))
 }
 
+/// What differs between two outputs, for a failure message.
+fn difference(got: &Output, want: &Output) -> String {
+    let files: Vec<&String> = got
+        .0
+        .keys()
+        .chain(want.0.keys())
+        .filter(|k| got.0.get(*k) != want.0.get(*k))
+        .collect();
+    let keys: Vec<&String> = got
+        .1
+        .keys()
+        .chain(want.1.keys())
+        .filter(|k| got.1.get(*k) != want.1.get(*k))
+        .take(5)
+        .collect();
+    format!("files differing: {files:?}; cache keys differing: {keys:?}")
+}
+
 fn user_id(user_name: &str) -> String {
     let mut id = String::new();
     transform::push_id(
@@ -182,9 +200,11 @@ fn killed_consumers_leave_what_an_uninterrupted_one_does_and_the_cache_answers()
             );
             consume(&endpoint, work.path(), &url, &[])
                 .unwrap_or_else(|c| panic!("restart after {point}: exit {c:?}"));
+            let got = output(work.path(), &url);
             assert!(
-                output(work.path(), &url) == reference,
-                "killed {point} at batch {batch}: the output differs from an uninterrupted run's"
+                got == reference,
+                "killed {point} at batch {batch}: the output differs from an uninterrupted run's: {}",
+                difference(&got, &reference)
             );
             scenario += 1;
         }
@@ -217,9 +237,11 @@ fn killed_consumers_leave_what_an_uninterrupted_one_does_and_the_cache_answers()
         kills > 0,
         "no run was killed: the delays are too long for this stream"
     );
+    let got = output(work.path(), &url);
     assert!(
-        output(work.path(), &url) == reference,
-        "after {kills} SIGKILLs the output differs from an uninterrupted run's"
+        got == reference,
+        "after {kills} SIGKILLs the output differs from an uninterrupted run's: {}",
+        difference(&got, &reference)
     );
 
     // The cache answers a person's email, phone, cookie and device with the person's user.
