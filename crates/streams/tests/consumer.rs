@@ -443,3 +443,56 @@ fn a_daemon_follows_new_changes_and_stops_cleanly_on_sigterm() {
         "{report}"
     );
 }
+
+/// The checkpoint, the lease and the change files on S3 (an S3-compatible server on
+/// 127.0.0.1): the same changes as on a local folder, every write encrypted, and a second run
+/// resumes from the S3 checkpoint.
+#[test]
+fn checkpoint_lease_and_files_on_s3() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    let local = server(&work.join("neptune"), Retention::default());
+    three_commits(&local, work);
+    let (s3_root, s3, store) = testkit::LocalS3::with_buckets(&["streams"]);
+    let mut on_s3 = plan(&local.endpoint(), work, "s3");
+    on_s3.checkpoint_dir = "s3://streams/checkpoints"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    on_s3.files = Some(
+        "s3://streams/changes"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    on_s3.limit = 4;
+    on_s3.max_batches = Some(1);
+    let stop = AtomicBool::new(false);
+    let first = streams::run(&on_s3, &store, &stop, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.records, 8); // two whole transactions: the second ends in the second page
+    on_s3.max_batches = None;
+    let rest = streams::run(&on_s3, &store, &stop, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rest.records, 2,
+        "the second run did not resume from the S3 checkpoint"
+    );
+    let on_s3_records: Vec<Record> = change_files(&s3_root.path().join("streams/changes"))
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    run(&plan(&local.endpoint(), work, "folder")).unwrap_or_else(|e| panic!("{e}"));
+    let local_records: Vec<Record> = change_files(&work.join("folder"))
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_eq!(on_s3_records, local_records);
+    assert!(s3_root.path().join("streams/checkpoints/s3.json").exists());
+    let writes: Vec<_> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.writes_an_object())
+        .collect();
+    assert!(writes.len() >= 4, "{writes:?}");
+    assert!(
+        writes.iter().all(|r| r.encryption.is_some()),
+        "an S3 write was not encrypted: {writes:?}"
+    );
+}
