@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS stream (
     op TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,
     value TEXT NOT NULL, type TEXT NOT NULL, from_id TEXT, to_id TEXT, last INTEGER NOT NULL,
     PRIMARY KEY (commit_num, op_num)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_commit (
+    commit_num INTEGER PRIMARY KEY, ts INTEGER NOT NULL, records INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS stream_head (
     one INTEGER PRIMARY KEY CHECK (one = 1), commit_num INTEGER NOT NULL,
     trimmed INTEGER NOT NULL DEFAULT 0);
@@ -258,12 +260,12 @@ impl GraphStore {
         let commit_num = head + 1;
         let now = chrono::Utc::now().timestamp_millis();
         let changes = std::mem::take(&mut self.pending);
+        let last = changes.len();
         {
             let mut insert = self.conn.prepare_cached(
                 "INSERT INTO stream (commit_num, op_num, ts, op, kind, id, key, value, type, \
                  from_id, to_id, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
-            let last = changes.len();
             for (i, c) in changes.iter().enumerate() {
                 let (from, to) = match &c.ends {
                     Some((f, t)) => (Some(f.as_str()), Some(t.as_str())),
@@ -290,35 +292,37 @@ impl GraphStore {
              ON CONFLICT (one) DO UPDATE SET commit_num = excluded.commit_num",
             [commit_num],
         )?;
-        // Retention: whole commits older than the days, then the oldest beyond the count. The
-        // last commit trimmed is kept, so a position at or before it reads as expired.
+        self.conn
+            .prepare_cached(
+                "INSERT INTO stream_commit (commit_num, ts, records) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![commit_num, now, last as i64])?;
+        // Retention, decided on the commit table (a row per commit, not per change): whole
+        // commits older than the days, and those whose every change is beyond the newest
+        // `records`. The last commit trimmed is kept, so a position at or before it reads as
+        // expired.
         let oldest = now - i64::from(retention.days) * 86_400_000;
         let by_age: Option<i64> = self
             .conn
-            .prepare_cached("SELECT max(commit_num) FROM stream WHERE ts < ?1")?
+            .prepare_cached("SELECT max(commit_num) FROM stream_commit WHERE ts < ?1")?
             .query_row([oldest], |r| r.get(0))?;
         let by_count: Option<i64> = match retention.records {
-            Some(keep) => {
-                // The newest record kept and the one after it: a commit they share is kept.
-                let edge: Vec<i64> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT commit_num FROM stream ORDER BY commit_num DESC, op_num DESC \
-                         LIMIT 2 OFFSET ?1",
-                    )?
-                    .query_map([keep.max(1) as i64 - 1], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                match edge[..] {
-                    [kept, first_out] if kept == first_out => Some(first_out - 1),
-                    [_, first_out] => Some(first_out),
-                    _ => None,
-                }
-            }
+            Some(keep) => self
+                .conn
+                .prepare_cached(
+                    "SELECT max(commit_num) FROM (SELECT commit_num, sum(records) OVER \
+                     (ORDER BY commit_num DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) \
+                     AS newer FROM stream_commit) WHERE newer >= ?1",
+                )?
+                .query_row([keep.max(1) as i64], |r| r.get(0))?,
             None => None,
         };
         if let Some(cut) = by_age.max(by_count).filter(|&cut| cut > 0) {
             self.conn
                 .prepare_cached("DELETE FROM stream WHERE commit_num <= ?1")?
+                .execute([cut])?;
+            self.conn
+                .prepare_cached("DELETE FROM stream_commit WHERE commit_num <= ?1")?
                 .execute([cut])?;
             self.conn
                 .prepare_cached("UPDATE stream_head SET trimmed = max(trimmed, ?1)")?

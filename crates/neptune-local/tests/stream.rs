@@ -301,3 +301,47 @@ async fn a_server_without_streams_says_so() {
         .map(str::to_owned);
     assert_eq!(code.as_deref(), Some("UnsupportedOperationException"));
 }
+
+/// Retention by record count trims whole commits, and only those whose every change is
+/// beyond the newest N: commits of 6, 2 and 2 changes keep all three for N = 5 and drop the
+/// first for N = 4.
+#[test]
+fn retention_by_records_trims_whole_commits() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let files = dir.path();
+    let v1 = write(
+        files,
+        "v1.csv",
+        "~id,~label,email:String(single),age:Int(single)\nu1,User,a@x.com,31\nu2,User,b@x.com,42\n",
+    );
+    let e1 = write(
+        files,
+        "e1.csv",
+        "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
+    );
+    let v2 = write(
+        files,
+        "v2.csv",
+        "~id,~label,email:String(single)\nu1,User,a.new@x.com\n",
+    );
+    for (keep, first) in [(5, 1), (4, 2), (2, 3), (1, 3)] {
+        let data = files.join(format!("data-{keep}"));
+        let local = server(
+            &data,
+            Retention {
+                days: 7,
+                records: Some(keep),
+            },
+        );
+        load(&local, &v1, false);
+        load(&local, &e1, false);
+        load(&local, &v2, true);
+        drop(local);
+        let db = rusqlite::Connection::open(data.join(neptune_local::GRAPH_FILE))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let oldest: i64 = db
+            .query_row("SELECT min(commit_num) FROM stream", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(oldest, first, "keeping {keep} records");
+    }
+}
