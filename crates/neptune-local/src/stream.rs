@@ -117,14 +117,20 @@ pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Vec<u8>, Stre
         })
         .optional()
         .map_err(internal)?;
-    let first: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT commit_num, op_num FROM stream ORDER BY commit_num, op_num LIMIT 1",
+    // The oldest or the newest record kept.
+    let end = |newest: bool| -> Result<Option<(i64, i64)>, StreamError> {
+        conn.query_row(
+            if newest {
+                "SELECT commit_num, op_num FROM stream ORDER BY commit_num DESC, op_num DESC LIMIT 1"
+            } else {
+                "SELECT commit_num, op_num FROM stream ORDER BY commit_num, op_num LIMIT 1"
+            },
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
-        .map_err(internal)?;
+        .map_err(internal)
+    };
     let Some((head, trimmed)) = head else {
         return Err(StreamError::NotFound(
             "The stream has no records yet.".into(),
@@ -135,20 +141,8 @@ pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Vec<u8>, Stre
     let (start, after) = match request.iterator {
         Iterator::At(c, o) => ((c, o), false),
         Iterator::After(c, o) => ((c, o), true),
-        Iterator::TrimHorizon => (first.ok_or_else(future)?, false),
-        Iterator::Latest => {
-            let last: (i64, i64) = conn
-                .query_row(
-                    "SELECT commit_num, op_num FROM stream \
-                     ORDER BY commit_num DESC, op_num DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(internal)?
-                .ok_or_else(future)?;
-            (last, false)
-        }
+        Iterator::TrimHorizon => (end(false)?.ok_or_else(future)?, false),
+        Iterator::Latest => (end(true)?.ok_or_else(future)?, false),
     };
     if start.0 > head {
         return Err(future());
@@ -200,10 +194,13 @@ pub(crate) fn read(path: &Path, request: &StreamRequest) -> Result<Vec<u8>, Stre
             row.get(2).map_err(internal)?,
         );
         let type_name = text(8)?;
-        let ends = match (text(9), text(10)) {
-            (Ok(from), Ok(to)) => Some((from, to)),
-            _ => None,
+        let text_or_null = |i| -> Result<Option<&str>, StreamError> {
+            row.get_ref(i)
+                .map_err(internal)?
+                .as_str_or_null()
+                .map_err(|e| StreamError::Internal(e.to_string()))
         };
+        let ends = text_or_null(9)?.zip(text_or_null(10)?);
         let record = OutRecord {
             commit_timestamp: ts,
             event_id: OutEventId {

@@ -182,17 +182,11 @@ impl Client {
             .build()
             .map_err(|e| fail(&e))?
             .into();
-        let host = reqwest::Url::parse(url)
-            .map_err(|e| fail(&e))?
-            .host_str()
-            .map(|h| h.to_owned())
-            .unwrap_or_default();
-        let port = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.port())
-            .map(|p| format!(":{p}"))
-            .unwrap_or_default();
-        let host = format!("{host}{port}");
+        let parsed = reqwest::Url::parse(url).map_err(|e| fail(&e))?;
+        let host = match parsed.port() {
+            Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+            None => parsed.host_str().unwrap_or_default().to_owned(),
+        };
         let request = SignableRequest::new(
             "GET",
             url,
