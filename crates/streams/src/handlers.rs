@@ -1,7 +1,7 @@
 //! What the consumer does with each batch of changes. Every handler is idempotent: a batch
 //! given again after a crash (delivery is at-least-once) leaves the same result.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use idgraph_storage::{Location, Store};
@@ -200,14 +200,14 @@ impl IdentityCache {
             if sessions.is_empty() {
                 write.cmd("DEL").arg(&key).ignore();
             } else {
-                let sources: BTreeMap<String, ()> = sessions
+                let sources: BTreeSet<String> = sessions
                     .iter()
-                    .map(|s| (format!("{p}:session-users:{s}"), ()))
+                    .map(|s| format!("{p}:session-users:{s}"))
                     .collect();
                 write
                     .cmd("SUNIONSTORE")
                     .arg(&key)
-                    .arg(sources.keys().collect::<Vec<_>>())
+                    .arg(sources.into_iter().collect::<Vec<_>>())
                     .ignore();
             }
         }

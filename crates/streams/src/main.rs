@@ -60,7 +60,7 @@ enum Command {
 
 /// `run`'s settings: flags, or the same keys in a TOML file (`--config`); a flag wins.
 #[derive(Debug, clap::Args, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct RunArgs {
     /// A TOML file with any of these settings (keys as the flags, without `--`).
     #[arg(long)]

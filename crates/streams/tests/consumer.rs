@@ -496,3 +496,55 @@ fn checkpoint_lease_and_files_on_s3() {
         "an S3 write was not encrypted: {writes:?}"
     );
 }
+
+/// `run`'s settings from a TOML file (`--config`), a flag winning over the file, and a key the
+/// file should not have refused by name.
+#[test]
+fn settings_come_from_a_toml_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path();
+    let local = server(&work.join("neptune"), Retention::default());
+    three_commits(&local, work);
+    let config = write(
+        work,
+        "streams.toml",
+        &format!(
+            "endpoint = \"{}\"\nname = \"from-file\"\nfiles = \"{}\"\ncheckpoint-dir = \"{}\"\nlimit = 3\ngzip = true\n",
+            local.endpoint(),
+            work.join("toml-changes").display(),
+            work.join("checkpoints").display()
+        ),
+    );
+    let run_with = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_streams"))
+            .args(["run", "--quiet", "--json", "--config"])
+            .arg(&config)
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = run_with(&["--name", "from-flag"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (report["name"].as_str(), report["batches"].as_u64()),
+        (Some("from-flag"), Some(3))
+    );
+    assert!(work.join("checkpoints/from-flag.json").exists());
+    let files = change_files(&work.join("toml-changes"));
+    assert!(!files.is_empty() && files.iter().all(|(p, _)| p.ends_with(".ndjson.gz")));
+
+    std::fs::write(
+        &config,
+        "endpoint = \"http://127.0.0.1:1\"\nfile = \"typo\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_with(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("file"), "{stderr}");
+}
