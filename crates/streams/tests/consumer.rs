@@ -517,7 +517,7 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     );
     let run_with = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_streams"))
-            .args(["run", "--quiet", "--json", "--config"])
+            .args(["run", "--json", "--config"])
             .arg(&config)
             .args(extra)
             .output()
@@ -536,6 +536,14 @@ fn settings_come_from_a_toml_file_and_flags_win() {
         (Some("from-flag"), Some(3))
     );
     assert!(work.join("checkpoints/from-flag.json").exists());
+    // The progress line: one per batch, with the position and the lag.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.starts_with("streams from-flag:"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{progress}");
+    assert!(lines[2].contains("10 records, at 3/2, lag "), "{progress}");
     let files = change_files(&work.join("toml-changes"));
     assert!(!files.is_empty() && files.iter().all(|(p, _)| p.ends_with(".ndjson.gz")));
 
