@@ -336,6 +336,38 @@ impl Store {
         }
     }
 
+    /// Writes a whole object from what `fill` writes into it, as [`Store::write`] does, but
+    /// locally without holding it all in memory: `fill` writes through a buffer into the
+    /// temporary file (a writer of hundreds of megabytes then costs a megabyte, not a copy of
+    /// them). On S3 the bytes are gathered and written with [`Store::write`].
+    ///
+    /// `fill` gets the object's name for its errors; an error from it writes nothing.
+    pub fn write_streamed(
+        &self,
+        location: &Location,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        match location {
+            Location::Local(path) => {
+                let fail = |e: std::io::Error| {
+                    StorageError(format!("cannot write {}: {e}", path.display()))
+                };
+                let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+                fill(&mut out).map_err(fail)?;
+                std::io::Write::flush(&mut out).map_err(fail)?;
+                drop(out);
+                commit_local(path, temp)
+            }
+            Location::S3 { .. } => {
+                let mut bytes = Vec::new();
+                fill(&mut bytes)
+                    .map_err(|e| StorageError(format!("cannot write {location}: {e}")))?;
+                self.write(location, bytes)
+            }
+        }
+    }
+
     /// Fails unless the server says it applied the encryption asked for: an S3-compatible
     /// server that ignores the header would otherwise store the object in the clear.
     fn confirm_encryption(
@@ -775,6 +807,12 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let fail = |e: std::io::Error| StorageError(format!("cannot write {}: {e}", path.display()));
     let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
     temp.write_all(bytes).map_err(fail)?;
+    commit_local(path, temp)
+}
+
+/// Puts a fully written temporary file in place of `path`, durably.
+fn commit_local(path: &Path, temp: tempfile::NamedTempFile) -> Result<(), Error> {
+    let fail = |e: std::io::Error| StorageError(format!("cannot write {}: {e}", path.display()));
     // On disk before it replaces the old file: a crash leaves the old file or the new, whole.
     temp.as_file().sync_all().map_err(fail)?;
     temp.persist(path).map_err(|e| fail(e.error))?;

@@ -225,3 +225,60 @@ fn a_fenced_write_fails_once_another_writer_changed_the_object() {
         None
     );
 }
+
+#[test]
+fn a_streamed_write_lands_whole_or_not_at_all() {
+    let (_root, _server, store) = server();
+    let local = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Larger than the write buffer, written in uneven pieces.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let fill = |w: &mut dyn std::io::Write| {
+        for piece in data.chunks(70_001) {
+            w.write_all(piece)?;
+        }
+        Ok(())
+    };
+    let fail = |w: &mut dyn std::io::Write| {
+        w.write_all(&data[..2_500_000])?;
+        Err(std::io::Error::other("the writer gave up"))
+    };
+    let local_at = Location::Local(local.path().join("state/members.bin"));
+    let s3_at: Location = "s3://bucket/state/members.bin"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for at in [&local_at, &s3_at] {
+        store
+            .write_streamed(at, fill)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.read(at).unwrap_or_else(|e| panic!("{e}")),
+            data,
+            "{at}"
+        );
+        // A failed write names the object and leaves the old one as it was.
+        let err = store
+            .write_streamed(at, fail)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("members.bin") && err.contains("the writer gave up"),
+            "{err}"
+        );
+        assert_eq!(
+            store.read(at).unwrap_or_else(|e| panic!("{e}")),
+            data,
+            "{at}"
+        );
+    }
+    // ... and no temporary file beside it.
+    let names: Vec<String> = std::fs::read_dir(local.path().join("state"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names, ["members.bin"]);
+    let fresh = Location::Local(local.path().join("state/new.bin"));
+    assert!(store.write_streamed(&fresh, fail).is_err());
+    assert!(!store.exists(&fresh).unwrap_or_else(|e| panic!("{e}")));
+}

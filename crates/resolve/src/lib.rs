@@ -318,12 +318,12 @@ pub fn resolve_batch(
     skipped.truncate(10);
     // The batch's details (keys and tracked links) do not depend on who is whom: they are
     // written while the components are worked out.
-    let save_details = |details: state::Details| {
+    let save_details = |details: state::DetailParts| {
         state::write_file(
             store,
             &plan.root,
             format!("details-{seq:05}-{name}.bin"),
-            state::encode_details(&details),
+            |w| state::encode_details(&details, w),
         )
     };
     let (outcome, details) = link(&state, graph, seq, &name, save_details)?;
@@ -340,22 +340,22 @@ pub fn resolve_batch(
     // The graph batch and the state files, at once; `state.json`, written after them, commits
     // them. A run killed before that makes the same bytes again (everything is sorted), and the
     // loader then finds the graph batch unchanged.
-    let write = |name: String, bytes: Vec<u8>| state::write_file(store, &plan.root, name, bytes);
+    let write = |name: String, encode: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        state::write_file(store, &plan.root, name, encode)
+    };
     let (changed, (members, persons)) = rayon::join(
         || output::write_batch(store, &out_dir, &name, &plan.mapping, &state, &outcome),
         || {
             rayon::join(
                 || {
-                    write(
-                        format!("members-{seq:05}-{name}.bin"),
-                        state::encode_members(&outcome.members),
-                    )
+                    write(format!("members-{seq:05}-{name}.bin"), &|w| {
+                        state::encode_members(&outcome.members, w)
+                    })
                 },
                 || {
-                    write(
-                        format!("persons-{seq:05}.bin"),
-                        state::encode_persons(&outcome.persons),
-                    )
+                    write(format!("persons-{seq:05}.bin"), &|w| {
+                        state::encode_persons(&outcome.persons, w)
+                    })
                 },
             )
         },
@@ -475,7 +475,7 @@ fn sort_by_id(mut pairs: Vec<(u128, u32)>) -> Vec<(u128, u32)> {
     let descents = pairs.windows(2).filter(|w| w[1].0 < w[0].0).count();
     if descents <= RUNS_TO_MERGE {
         // Stable: equal ids stay in position order, as the counting sort leaves them.
-        pairs.sort_by_key(|p| p.0);
+        pairs.par_sort_by_key(|p| p.0);
         return pairs;
     }
     let bits = (usize::BITS - pairs.len().leading_zeros()).clamp(1, 24);
@@ -526,6 +526,15 @@ impl Components {
         x as usize
     }
 
+    /// The root of `x`, without shortening the path (so it can run on many threads at once).
+    fn root(&self, x: usize) -> u32 {
+        let mut x = x as u32;
+        while self.parent[x as usize] != x {
+            x = self.parent[x as usize];
+        }
+        x
+    }
+
     fn union(&mut self, a: usize, b: usize) {
         let (a, b) = (self.find(a), self.find(b));
         if a != b {
@@ -543,7 +552,7 @@ fn link<T: Send>(
     graph: graph::BatchGraph,
     seq: u32,
     batch: &str,
-    save_details: impl FnOnce(state::Details) -> Result<T, Error> + Send,
+    save_details: impl FnOnce(state::DetailParts) -> Result<T, Error> + Send,
 ) -> Result<(Outcome, T), Error> {
     let graph::BatchGraph {
         identifiers,
@@ -552,31 +561,50 @@ fn link<T: Send>(
         far,
         skipped: _,
     } = graph;
-    // New identifiers, sorted and distinct.
-    let fresh = identifiers;
-    // Sorted through (id, position) pairs, then taken once in that order.
-    let order: Vec<(u128, u32)> = fresh
-        .ids
+    // New identifiers, sorted and distinct: sorted through (id, position) pairs, positions
+    // running on from file to file, then taken once in that order.
+    let starts: Vec<usize> = identifiers
         .iter()
-        .enumerate()
-        .filter(|&(_, &id)| state.segments.is_empty() || state.person_of(id).is_none())
-        .map(|(i, &id)| (id, i as u32))
+        .scan(0, |next, part| {
+            let start = *next;
+            *next += part.ids.len();
+            Some(start)
+        })
+        .collect();
+    let order: Vec<(u128, u32)> = identifiers
+        .iter()
+        .zip(&starts)
+        .flat_map(|(part, &start)| {
+            part.ids
+                .iter()
+                .enumerate()
+                .map(move |(i, &id)| (id, (start + i) as u32))
+        })
+        .filter(|&(id, _)| state.segments.is_empty() || state.person_of(id).is_none())
         .collect();
     let mut order = sort_by_id(order);
     order.dedup_by_key(|o| o.0);
-    let fresh_ids: Vec<u128> = order.iter().map(|o| o.0).collect();
+    let fresh_ids: Vec<u128> = order.par_iter().map(|o| o.0).collect();
+    // Which file's list, and where in it.
+    let locate = |at: u32| {
+        let part = starts.partition_point(|&s| s <= at as usize) - 1;
+        (part, at as usize - starts[part])
+    };
     let labels: Vec<u16> = order
-        .iter()
-        .map(|&(_, at)| fresh.labels[at as usize])
+        .par_iter()
+        .map(|&(_, at)| {
+            let (part, i) = locate(at);
+            identifiers[part].labels[i]
+        })
         .collect();
-    let fresh_keys = fresh.keys;
-    drop(fresh.ids);
+    let keys_of: Vec<graph::Keys> = identifiers.into_iter().map(|part| part.keys).collect();
     let details = || {
         let mut keys = graph::Keys::default();
         for &(_, at) in &order {
-            keys.push(fresh_keys.get(at as usize).unwrap_or_default());
+            let (part, i) = locate(at);
+            keys.push(keys_of[part].get(i).unwrap_or_default());
         }
-        save_details(state::Details { keys, links, far })
+        save_details(state::DetailParts { keys, links, far })
     };
     let (outcome, saved) = rayon::join(
         || decide(state, strong, fresh_ids, labels, seq, batch),
@@ -589,7 +617,7 @@ fn link<T: Send>(
 /// (`fresh_ids`, sorted, with their `labels`) and the people they reach.
 fn decide(
     state: &state::State,
-    strong: Vec<(u128, u128)>,
+    strong: Vec<Vec<(u128, u128)>>,
     fresh_ids: Vec<u128>,
     labels: Vec<u16>,
     seq: u32,
@@ -617,21 +645,27 @@ fn decide(
             })
     };
     // Filled in place: one allocation, however the work is split.
-    let mut ends = vec![(End::New(0), End::New(0)); strong.len()];
-    ends.par_chunks_mut(4096)
-        .zip(strong.par_chunks(4096))
-        .try_for_each(|(out, chunk)| {
-            let ids: Vec<u128> = chunk.iter().flat_map(|&(a, b)| [a, b]).collect();
-            let found = fresh_index.find_all(&fresh_ids, &ids);
-            for ((slot, id), at) in out
-                .iter_mut()
-                .zip(ids.chunks_exact(2))
-                .zip(found.chunks_exact(2))
-            {
-                *slot = (end(id[0], at[0])?, end(id[1], at[1])?);
-            }
-            Ok::<_, Error>(())
-        })?;
+    let mut ends = vec![(End::New(0), End::New(0)); strong.iter().map(Vec::len).sum()];
+    let mut rest = &mut ends[..];
+    for part in &strong {
+        let (these, more) = std::mem::take(&mut rest).split_at_mut(part.len());
+        rest = more;
+        these
+            .par_chunks_mut(4096)
+            .zip(part.par_chunks(4096))
+            .try_for_each(|(out, chunk)| {
+                let ids: Vec<u128> = chunk.iter().flat_map(|&(a, b)| [a, b]).collect();
+                let found = fresh_index.find_all(&fresh_ids, &ids);
+                for ((slot, id), at) in out
+                    .iter_mut()
+                    .zip(ids.chunks_exact(2))
+                    .zip(found.chunks_exact(2))
+                {
+                    *slot = (end(id[0], at[0])?, end(id[1], at[1])?);
+                }
+                Ok::<_, Error>(())
+            })?;
+    }
     drop(strong);
     // Existing people reached, numbered in the order first reached.
     let mut person_node: HashMap<u32, usize> = HashMap::new();
@@ -692,35 +726,40 @@ fn decide(
         }
     }
     // New identifiers: their component's oldest person, or a new person per component,
-    // numbered in the order of the component's smallest identifier (the id is derived from it).
-    let mut new_person_of_root: Vec<u32> = vec![u32::MAX; total];
-    for group in people_in.values() {
-        // `joined` sorted each group's copy; the survivor is its oldest person.
+    // numbered in the order of the component's smallest identifier, its founder (the person's
+    // id is derived from the founder's). A union leaves the smaller root leading, so a
+    // component's root is its smallest node: the founder, when the component has one.
+    let roots: Vec<u32> = (0..total)
+        .into_par_iter()
+        .map(|x| components.root(x))
+        .collect();
+    let mut person_of_root: Vec<u32> = vec![u32::MAX; total];
+    for (&root, group) in &people_in {
         if let Some(&oldest) = group.iter().min() {
-            let root = components.find(person_node[&group[0]]);
-            new_person_of_root[root] = oldest;
+            person_of_root[root] = oldest;
         }
     }
-    let mut member_persons = Vec::with_capacity(n);
-    let mut new_people = 0;
-    let mut founder = String::with_capacity(36);
-    for (i, &id) in fresh_ids.iter().enumerate() {
-        let root = components.find(i);
-        let person = match new_person_of_root[root] {
-            known if known != u32::MAX => known,
-            _ => {
-                if new_person_of_root[root] == u32::MAX {
-                    new_people += 1;
-                    founder.clear();
-                    transform::push_id(&mut founder, id);
-                    new_person_of_root[root] =
-                        persons.push(transform::vertex_id(PERSON_LABEL, &founder), seq);
-                }
-                new_person_of_root[root]
-            }
-        };
-        persons.members[person as usize] += 1;
-        member_persons.push(person);
+    let founders: Vec<usize> = (0..n)
+        .filter(|&i| roots[i] == i as u32 && person_of_root[i] == u32::MAX)
+        .collect();
+    let founder_person_ids: Vec<u128> = founders
+        .par_iter()
+        .map(|&i| {
+            let mut founder = String::with_capacity(36);
+            transform::push_id(&mut founder, fresh_ids[i]);
+            transform::vertex_id(PERSON_LABEL, &founder)
+        })
+        .collect();
+    for (&i, &id) in founders.iter().zip(&founder_person_ids) {
+        person_of_root[i] = persons.push(id, seq);
+    }
+    let new_people = founders.len() as u64;
+    let member_persons: Vec<u32> = roots[..n]
+        .par_iter()
+        .map(|&root| person_of_root[root as usize])
+        .collect();
+    for &p in &member_persons {
+        persons.members[p as usize] += 1;
     }
     // Every person a new identifier joined, once each, in order.
     let mut joined_by_new = vec![false; persons.ids.len()];

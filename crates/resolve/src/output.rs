@@ -12,7 +12,7 @@ use sha2::Digest;
 use transform::Mapping;
 
 use crate::state::State;
-use crate::{Error, Outcome, PERSON_ID_PROPERTY, PERSON_LABEL, uuid_text};
+use crate::{Error, Outcome, PERSON_ID_PROPERTY, PERSON_LABEL};
 
 /// Rows per file: about 90 MB of `personId` rows, well below the loader's limits.
 const ROWS_PER_FILE: usize = 1_000_000;
@@ -55,13 +55,15 @@ pub(crate) fn write_batch(
     let persons = &outcome.persons;
     // (identifier, label, person): the new identifiers, and the old ones whose person merged
     // into another.
-    let mut rows: Vec<(u128, u16, u32)> = outcome
+    // The person's id is looked up here, where consecutive lookups overlap their cache misses,
+    // rather than while formatting.
+    let mut rows: Vec<(u128, u16, u128)> = outcome
         .members
         .ids
-        .iter()
+        .par_iter()
         .zip(&outcome.members.labels)
         .zip(&outcome.members.persons)
-        .map(|((&id, &label), &p)| (id, label, persons.root(p)))
+        .map(|((&id, &label), &p)| (id, label, persons.ids[persons.root(p) as usize]))
         .collect();
     if !outcome.merges.is_empty() {
         let before = |mut p: u32| {
@@ -74,7 +76,7 @@ pub(crate) fn write_batch(
             for (i, &p) in segment.persons.iter().enumerate() {
                 let now = persons.root(p);
                 if before(p) != now {
-                    rows.push((segment.ids[i], segment.labels[i], now));
+                    rows.push((segment.ids[i], segment.labels[i], persons.ids[now as usize]));
                 }
             }
         }
@@ -93,59 +95,70 @@ pub(crate) fn write_batch(
         .filter(|&(_, &n)| n > 0)
         .map(|(label, &n)| (mapping.vertices[label].name.clone(), n))
         .collect();
-    let header = format!("~id,~label,{PERSON_ID_PROPERTY}:String(single)\n");
-    // Files are formatted, hashed and written in parallel.
-    let mut files: Vec<ManifestFile> = rows
-        .par_chunks(ROWS_PER_FILE)
-        .enumerate()
-        .map(|(part, chunk)| {
-            let mut text = String::with_capacity(header.len() + chunk.len() * 100);
-            text.push_str(&header);
-            for &(id, label, person) in chunk {
-                transform::push_id(&mut text, id);
-                text.push(',');
-                push_field(&mut text, &mapping.vertices[label as usize].name);
-                text.push(',');
-                transform::push_id(&mut text, persons.ids[person as usize]);
-                text.push('\n');
-            }
-            write_file(
-                store,
-                dir,
-                format!("vertices/{PERSON_ID_PROPERTY}-{part:05}.csv"),
-                PERSON_ID_PROPERTY,
-                chunk.len(),
-                text,
-            )
-        })
-        .collect::<Result<_, _>>()?;
-
-    let header = "~id,~label,members:Int(single),mergedInto:String(single)\n";
-    for (part, chunk) in outcome.touched.chunks(ROWS_PER_FILE).enumerate() {
-        let mut text = String::with_capacity(header.len() + chunk.len() * 90);
-        text.push_str(header);
-        for &p in chunk {
-            transform::push_id(&mut text, persons.ids[p as usize]);
-            text.push(',');
-            text.push_str(PERSON_LABEL);
-            text.push(',');
-            text.push_str(&persons.members[p as usize].to_string());
-            text.push(',');
-            let root = persons.root(p);
-            if root != p {
-                text.push_str(&uuid_text(persons.ids[root as usize]));
-            }
-            text.push('\n');
+    let vertex_names: Vec<&str> = mapping.vertices.iter().map(|v| v.name.as_str()).collect();
+    let person_id_header = format!("~id,~label,{PERSON_ID_PROPERTY}:String(single)\n");
+    let person_id_row = |text: &mut String, &(id, label, person): &(u128, u16, u128)| {
+        transform::push_id(text, id);
+        text.push(',');
+        push_field(text, vertex_names[label as usize]);
+        text.push(',');
+        transform::push_id(text, person);
+        text.push('\n');
+    };
+    let person_row = |text: &mut String, &p: &u32| {
+        transform::push_id(text, persons.ids[p as usize]);
+        text.push(',');
+        text.push_str(PERSON_LABEL);
+        text.push(',');
+        text.push_str(&persons.members[p as usize].to_string());
+        text.push(',');
+        let root = persons.root(p);
+        if root != p {
+            transform::push_id(text, persons.ids[root as usize]);
         }
-        *vertices.entry(PERSON_LABEL.to_owned()).or_default() += chunk.len() as u64;
-        files.push(write_file(
-            store,
-            dir,
-            format!("vertices/{PERSON_LABEL}-{part:05}.csv"),
-            PERSON_LABEL,
-            chunk.len(),
-            text,
-        )?);
+        text.push('\n');
+    };
+    // Every file is formatted, hashed and written in parallel, a chunk at a time.
+    let (person_id_files, person_files) = rayon::join(
+        || {
+            rows.par_chunks(ROWS_PER_FILE)
+                .enumerate()
+                .map(|(part, chunk)| {
+                    write_file(
+                        store,
+                        dir,
+                        format!("vertices/{PERSON_ID_PROPERTY}-{part:05}.csv"),
+                        PERSON_ID_PROPERTY,
+                        &person_id_header,
+                        chunk,
+                        person_id_row,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        },
+        || {
+            outcome
+                .touched
+                .par_chunks(ROWS_PER_FILE)
+                .enumerate()
+                .map(|(part, chunk)| {
+                    write_file(
+                        store,
+                        dir,
+                        format!("vertices/{PERSON_LABEL}-{part:05}.csv"),
+                        PERSON_LABEL,
+                        "~id,~label,members:Int(single),mergedInto:String(single)\n",
+                        chunk,
+                        person_row,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        },
+    );
+    let mut files = person_id_files?;
+    files.extend(person_files?);
+    if !outcome.touched.is_empty() {
+        vertices.insert(PERSON_LABEL.to_owned(), outcome.touched.len() as u64);
     }
 
     let manifest = Manifest {
@@ -166,25 +179,48 @@ pub(crate) fn write_batch(
     Ok(rows.len() as u64)
 }
 
-fn write_file(
+/// Bytes of text formatted before they are hashed and handed on.
+const CHUNK: usize = 1 << 18;
+
+/// Writes one CSV file: `header`, then `push_row` for each row, streamed a chunk at a time
+/// (a file is never whole in memory) and hashed on the way.
+fn write_file<T>(
     store: &Store,
     dir: &Location,
     path: String,
     label: &str,
-    rows: usize,
-    text: String,
+    header: &str,
+    rows: &[T],
+    push_row: impl Fn(&mut String, &T),
 ) -> Result<ManifestFile, Error> {
-    let bytes = text.into_bytes();
-    let entry = ManifestFile {
-        sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
-        bytes: bytes.len() as u64,
+    let mut hash = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    store
+        .write_streamed(&dir.join(&path), |sink| {
+            let mut text = String::with_capacity(CHUNK + 256);
+            text.push_str(header);
+            let mut hand_on = |text: &mut String| {
+                hash.update(text.as_bytes());
+                bytes += text.len() as u64;
+                let written = sink.write_all(text.as_bytes());
+                text.clear();
+                written
+            };
+            for row in rows {
+                push_row(&mut text, row);
+                if text.len() >= CHUNK {
+                    hand_on(&mut text)?;
+                }
+            }
+            hand_on(&mut text)
+        })
+        .map_err(storage)?;
+    Ok(ManifestFile {
+        sha256: format!("{:x}", hash.finalize()),
+        bytes,
         path,
         kind: "vertex",
         label: label.to_owned(),
-        rows: rows as u64,
-    };
-    store
-        .write(&dir.join(&entry.path), bytes)
-        .map_err(storage)?;
-    Ok(entry)
+        rows: rows.len() as u64,
+    })
 }

@@ -9,6 +9,8 @@
 //! last, so a run killed at any point leaves the previous state whole, and the files it names
 //! are checked when read.
 
+use std::io::{self, Write};
+
 use idgraph_storage::{Location, Store};
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +206,14 @@ pub(crate) struct Details {
     pub(crate) far: Vec<Keyed>,
 }
 
+/// A batch's details as resolution gathers them: links and far keys in a list per file.
+#[derive(Debug, Default)]
+pub(crate) struct DetailParts {
+    pub(crate) keys: Keys,
+    pub(crate) links: Vec<Vec<Link>>,
+    pub(crate) far: Vec<Vec<Keyed>>,
+}
+
 /// The state as resolution works on it.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -310,22 +320,52 @@ fn corrupt(root: &Location, entry: &FileEntry, message: String) -> Error {
     }
 }
 
-/// Writes one state file whole and returns its entry.
+/// Counts and checksums what passes through it.
+struct Tally<'a> {
+    sink: &'a mut dyn Write,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl Write for Tally<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.sink.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+/// Writes one state file whole from what `encode` writes (streamed: a state file is never
+/// whole in memory) and returns its entry.
 pub(crate) fn write_file(
     store: &Store,
     root: &Location,
     name: String,
-    bytes: Vec<u8>,
+    encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<FileEntry, Error> {
-    let entry = FileEntry {
-        path: name,
-        bytes: bytes.len() as u64,
-        crc32: crc32fast::hash(&bytes),
-    };
+    let mut written = (0, 0);
     store
-        .write(&state_dir(root).join(&entry.path), bytes)
+        .write_streamed(&state_dir(root).join(&name), |sink| {
+            let mut tally = Tally {
+                sink,
+                crc: crc32fast::Hasher::new(),
+                bytes: 0,
+            };
+            encode(&mut tally)?;
+            written = (tally.bytes, tally.crc.finalize());
+            Ok(())
+        })
         .map_err(storage)?;
-    Ok(entry)
+    Ok(FileEntry {
+        path: name,
+        bytes: written.0,
+        crc32: written.1,
+    })
 }
 
 /// Writes `state.json`: the commit point of a resolution.
@@ -354,27 +394,60 @@ pub(crate) fn new_index(rules_sha256: &str) -> Index {
 
 // Binary files: a 4-byte magic, then little-endian counts and columns.
 
-struct Out(Vec<u8>);
+/// Encodes into a writer a chunk at a time. Methods do not fail: the first error is kept, and
+/// `finish` returns it.
+struct Out<'a> {
+    buf: Vec<u8>,
+    sink: &'a mut dyn Write,
+    error: Option<io::Error>,
+}
 
-impl Out {
-    fn new(magic: &[u8; 4]) -> Out {
-        Out(magic.to_vec())
+/// Bytes gathered before they are handed on.
+const CHUNK: usize = 1 << 18;
+
+impl<'a> Out<'a> {
+    fn new(magic: &[u8; 4], sink: &'a mut dyn Write) -> Out<'a> {
+        let mut buf = Vec::with_capacity(CHUNK + 64);
+        buf.extend_from_slice(magic);
+        Out {
+            buf,
+            sink,
+            error: None,
+        }
+    }
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            self.spill();
+        }
+    }
+    fn spill(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.sink.write_all(&self.buf)
+        {
+            self.error = Some(e);
+        }
+        self.buf.clear();
+    }
+    fn finish(mut self) -> io::Result<()> {
+        self.spill();
+        self.error.map_or(Ok(()), Err)
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.bytes(&v.to_le_bytes());
     }
     fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.bytes(&v.to_le_bytes());
     }
     fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.bytes(&v.to_le_bytes());
     }
     fn u128(&mut self, v: u128) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.bytes(&v.to_le_bytes());
     }
     fn text(&mut self, s: &str) {
         self.u32(s.len() as u32);
-        self.0.extend_from_slice(s.as_bytes());
+        self.bytes(s.as_bytes());
     }
 }
 
@@ -446,14 +519,13 @@ impl<'a> In<'a> {
     }
 }
 
-pub(crate) fn encode_members(m: &Members) -> Vec<u8> {
-    let mut out = Out::new(b"IDGM");
-    out.0.reserve(m.ids.len() * 22 + 8);
+pub(crate) fn encode_members(m: &Members, sink: &mut dyn Write) -> io::Result<()> {
+    let mut out = Out::new(b"IDGM", sink);
     out.u64(m.ids.len() as u64);
     m.ids.iter().for_each(|&v| out.u128(v));
     m.labels.iter().for_each(|&v| out.u16(v));
     m.persons.iter().for_each(|&v| out.u32(v));
-    out.0
+    out.finish()
 }
 
 fn decode_members(bytes: &[u8]) -> Result<Members, String> {
@@ -471,15 +543,14 @@ fn decode_members(bytes: &[u8]) -> Result<Members, String> {
     Ok(Members::new(ids, labels, persons))
 }
 
-pub(crate) fn encode_persons(p: &Persons) -> Vec<u8> {
-    let mut out = Out::new(b"IDGP");
-    out.0.reserve(p.ids.len() * 28 + 8);
+pub(crate) fn encode_persons(p: &Persons, sink: &mut dyn Write) -> io::Result<()> {
+    let mut out = Out::new(b"IDGP", sink);
     out.u64(p.ids.len() as u64);
     p.ids.iter().for_each(|&v| out.u128(v));
     p.parent.iter().for_each(|&v| out.u32(v));
     p.created.iter().for_each(|&v| out.u32(v));
     p.members.iter().for_each(|&v| out.u32(v));
-    out.0
+    out.finish()
 }
 
 fn decode_persons(bytes: &[u8]) -> Result<Persons, String> {
@@ -498,24 +569,23 @@ fn decode_persons(bytes: &[u8]) -> Result<Persons, String> {
     Ok(p)
 }
 
-pub(crate) fn encode_details(d: &Details) -> Vec<u8> {
-    let keys = d.keys.text_len() + 4 * d.keys.len();
-    let mut out = Out::new(b"IDGD");
-    out.0
-        .reserve(keys + d.far.len() * 40 + d.links.len() * 34 + 32);
+/// Written as one list of links and one of far keys, whatever the parts.
+pub(crate) fn encode_details(d: &DetailParts, sink: &mut dyn Write) -> io::Result<()> {
+    let mut out = Out::new(b"IDGD", sink);
     out.u64(d.keys.len() as u64);
     d.keys.iter().for_each(|k| out.text(k));
-    out.u64(d.far.len() as u64);
-    for (id, label, key) in &d.far {
+    out.u64(d.far.iter().map(Vec::len).sum::<usize>() as u64);
+    for (id, label, key) in d.far.iter().flatten() {
         out.u128(*id);
         out.u16(*label);
         out.text(key);
     }
-    out.u64(d.links.len() as u64);
-    d.links.iter().for_each(|l| out.u128(l.0));
-    d.links.iter().for_each(|l| out.u16(l.1));
-    d.links.iter().for_each(|l| out.u128(l.2));
-    out.0
+    let links = || d.links.iter().flatten();
+    out.u64(links().count() as u64);
+    links().for_each(|l| out.u128(l.0));
+    links().for_each(|l| out.u16(l.1));
+    links().for_each(|l| out.u128(l.2));
+    out.finish()
 }
 
 fn decode_details(bytes: &[u8]) -> Result<Details, String> {
@@ -552,6 +622,12 @@ fn decode_details(bytes: &[u8]) -> Result<Details, String> {
 mod tests {
     use super::*;
 
+    fn to_vec(encode: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode(&mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        bytes
+    }
+
     #[test]
     fn files_round_trip_and_damage_is_caught() {
         let members = Members::new(vec![1, 5, u128::MAX], vec![0, 3, 2], vec![0, 0, 1]);
@@ -581,7 +657,7 @@ mod tests {
             .map(|&id| sorted.binary_search(&id).ok())
             .collect();
         assert_eq!(index.find_all(&sorted, &asked), expected);
-        let bytes = encode_members(&members);
+        let bytes = to_vec(|w| encode_members(&members, w));
         let back = decode_members(&bytes).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (back.ids, back.labels, back.persons),
@@ -592,30 +668,32 @@ mod tests {
         unsorted.swap(12, 28);
         assert!(decode_members(&unsorted).is_err());
 
-        let details = Details {
+        let details = DetailParts {
             keys: ["a@b.c", "", "ünï;code"]
                 .into_iter()
                 .fold(Keys::default(), |mut k, s| {
                     k.push(s);
                     k
                 }),
-            links: vec![(1, 2, 3), (4, 5, 6)],
-            far: vec![(9, 1, "10.0.0.1".into())],
+            links: vec![vec![(1, 2, 3), (4, 5, 6)], vec![], vec![(7, 8, 9)]],
+            far: vec![vec![(9, 1, "10.0.0.1".into())], vec![(10, 2, "d".into())]],
         };
-        let back = decode_details(&encode_details(&details)).unwrap_or_else(|e| panic!("{e}"));
+        let back = decode_details(&to_vec(|w| encode_details(&details, w)))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (back.keys, back.links, back.far),
-            (details.keys, details.links, details.far)
+            (details.keys, details.links.concat(), details.far.concat())
         );
 
         let mut persons = Persons::default();
         let a = persons.push(7, 0);
         let b = persons.push(8, 1);
         persons.parent[b as usize] = a;
-        let back = decode_persons(&encode_persons(&persons)).unwrap_or_else(|e| panic!("{e}"));
+        let back = decode_persons(&to_vec(|w| encode_persons(&persons, w)))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.root(b), a);
         assert_eq!(back.ids, vec![7, 8]);
-        let mut bad = encode_persons(&persons);
+        let mut bad = to_vec(|w| encode_persons(&persons, w));
         let at = 4 + 8 + 32 + 4; // the second person's parent
         bad[at] = 9;
         assert!(decode_persons(&bad).is_err());
