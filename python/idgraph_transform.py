@@ -33,6 +33,7 @@ import gzip as gzip_module
 import hashlib
 import json
 import marshal
+from operator import itemgetter
 import os
 import re
 import shutil
@@ -408,7 +409,11 @@ def is_valid_date(b: bytes) -> bool:
     (birthdays, event days): they are checked once."""
     if len(b) == 10:
         return _valid_day(b)
-    return len(b) in (16, 19, 20) and _valid_day(b[:10]) and _is_valid_date(b)
+    return len(b) in (16, 19, 20) and _valid_day(b[:10]) and _TIME.fullmatch(b, 10) is not None
+
+
+# The time of day after a valid day, as _is_valid_date checks it: THH:mm[:ss[Z]].
+_TIME = re.compile(rb"T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9]Z?)?")
 
 
 def _is_valid_date(b: bytes) -> bool:
@@ -524,6 +529,28 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
     plain_vertices: set = set()
     plain_edges: set = set()
     ids: dict = {}
+    # (label, raw value) -> (key, id, id bytes): a value seen before in the chunk is neither
+    # normalised nor hashed again.
+    resolved: dict = {}
+
+    def resolve(label: int, raw: Optional[str]):
+        found = resolved.get((label, raw))
+        if found is None:
+            vertex = vertices[label]
+            key = normalise(vertex.normalise, raw or "")
+            vid = raw_id = None
+            if key:
+                cached = ids.get((label, key))
+                if cached is None:
+                    vid = vertex_id(vertex.name, key)
+                    cached = ids[(label, key)] = (vid, id_bytes(vid))
+                vid, raw_id = cached
+            found = resolved[(label, raw)] = (key, vid, raw_id)
+        return found
+
+    # Most values are strings that need no conversion: told apart here without a call.
+    plain_string = [c.ty == "string" for c in columns]
+    nullable = [c.nullable for c in columns]
     for line, fields, error in records(text, first_line):
         seq = base | line
         if error is not None:
@@ -534,7 +561,13 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
             continue
         values = []
         problem = None
-        for i, (column, raw) in enumerate(zip(columns, fields)):
+        for i, raw in enumerate(fields):
+            if plain_string[i] and raw and raw[0] not in WHITE_SPACE and raw[-1] not in WHITE_SPACE \
+                    and not (nullable[i] and len(raw) == 4 and raw.lower() == "null") \
+                    and len(raw) <= MAX_FIELD_BYTES // 4 and not (lossy and "\ufffd" in raw):
+                values.append(raw)
+                continue
+            column = columns[i]
             if lossy and "\ufffd" in raw:
                 problem = (column.name, f"column {column.name} is not valid UTF-8")
                 break
@@ -555,43 +588,25 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
         row_hash = xxhash.xxh3_128_intdigest(repr(values).encode())
         hashes[row_hash % partitions].append((dataset_index, row_hash))
 
-        resolved: dict = {}
-
-        def resolve(label: int, column: int):
-            k = (label, column)
-            found = resolved.get(k)
-            if found is None:
-                vertex = vertices[label]
-                key = normalise(vertex.normalise, values[column] or "")
-                vid = raw_id = None
-                if key:
-                    cached = ids.get((label, key))
-                    if cached is None:
-                        vid = vertex_id(vertex.name, key)
-                        cached = ids[(label, key)] = (vid, id_bytes(vid))
-                    vid, raw_id = cached
-                found = resolved[k] = (key, vid, raw_id)
-            return found
-
         for label, key_column, props in rules.vertices:
-            key, vid, _ = resolve(label, key_column)
+            key, vid, _ = resolve(label, values[key_column])
             if vid is None:
                 continue
             out = [None] * len(vertices[label].props)
             for column, p in props:
                 out[p] = values[column]
             plain_vertices.add(vid)
-            elements[partition_of(vid, partitions)].append((label, vid, seq, key, None, out))
+            elements[int(vid[:4], 16) * partitions >> 16].append((label, vid, seq, key, None, out))
         for label, (f_label, f_column, when), (t_label, t_column), key_columns, props in rules.edges:
             from_raw = values[f_column] or ""
             if when == "email" and "@" not in from_raw:
                 continue
             if when == "not-email" and "@" in from_raw:
                 continue
-            f_key, f_id, f_raw = resolve(f_label, f_column)
+            f_key, f_id, f_raw = resolve(f_label, from_raw)
             if f_id is None:
                 continue
-            t_key, t_id, t_raw = resolve(t_label, t_column)
+            t_key, t_id, t_raw = resolve(t_label, values[t_column])
             if t_id is None:
                 continue
             plain = not props and not key_columns
@@ -599,10 +614,10 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
                 continue
             if f_id not in plain_vertices:
                 plain_vertices.add(f_id)
-                elements[partition_of(f_id, partitions)].append((f_label, f_id, seq, f_key, None, None))
+                elements[int(f_id[:4], 16) * partitions >> 16].append((f_label, f_id, seq, f_key, None, None))
             if t_id not in plain_vertices:
                 plain_vertices.add(t_id)
-                elements[partition_of(t_id, partitions)].append((t_label, t_id, seq, t_key, None, None))
+                elements[int(t_id[:4], 16) * partitions >> 16].append((t_label, t_id, seq, t_key, None, None))
             if plain:
                 plain_edges.add((label, f_id, t_id))
             eid = edge_id(edges[label].name, f_raw, t_raw, [values[c] or "" for c in key_columns])
@@ -611,7 +626,7 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
                 out = [None] * len(edges[label].props)
                 for column, p in props:
                     out[p] = values[column]
-            elements[partition_of(eid, partitions)].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
+            elements[int(eid[:4], 16) * partitions >> 16].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
     return rejects, hashes, elements
 
 
@@ -638,6 +653,10 @@ def merge(rows: list) -> tuple:
 # Gremlin CSV values (crates/gremlin-csv/src/write.rs).
 
 _SPECIAL = re.compile(r'[\x00,";\r\n]|^[ \t]|[ \t]\Z')
+
+
+# Whether any value of a comma-joined row (without commas of their own) is not plain.
+_SPECIAL_IN_ROW = re.compile(r'[\x00";\r\n]|(?:^|,)[ \t]|[ \t](?:,|\Z)')
 
 
 def _plain(value: str) -> bool:
@@ -826,13 +845,11 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
     """The element rows of one id range (marshalled lists from every chunk): grouped by element
     in label, id and source order, merged, and written as files
     `<label>-<partition>-<part>.csv[.gz]` under staging. Yields one entry per file."""
-    rows: list = []
-    for _, blob in blobs:
-        rows.extend(marshal.loads(blob))
-    # By label, id, then seq: each element's rows in source order. (label, id, seq) is unique
-    # but for one row's own repeats, which the key keeps in place (sort is stable).
-    rows.sort(key=lambda r: (r[0], r[1], r[2]))
     n_vertex = len(mapping.vertices)
+    by_label: list = [[] for _ in range(n_vertex + len(mapping.edges))]
+    for _, blob in blobs:
+        for row in marshal.loads(blob):
+            by_label[row[0]].append(row)
     parts: list = []
     state = {"label": None, "part": 0, "lines": [], "size": 0, "header": ""}
 
@@ -853,37 +870,47 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
     # Per label: its name as written and its property types.
     labels = [(push_field(v.name), v.props) for v in mapping.vertices] + \
         [(push_field(e.name), e.props) for e in mapping.edges]
-    name, types = "", []
-    i, n = 0, len(rows)
-    while i < n:
-        row = rows[i]
-        label, element_id = row[0], row[1]
-        j = i + 1
-        while j < n and rows[j][1] == element_id and rows[j][0] == label:
-            j += 1
-        if j == i + 1:
-            a, b, props = row[3], row[4], row[5]
-        else:
-            a, b, props = merge(rows[i:j])
-        i = j
-        if label != state["label"]:
-            flush()
-            state.update(label=label, part=0, header=label_header(mapping, label) + "\n")
-            state["size"] = len(state["header"].encode())
-            name, types = labels[label]
-        if label < n_vertex:
-            line = f"{element_id},{name},{a if _SPECIAL.search(a) is None else push_string_value(a)}"
-        else:
-            line = f"{element_id},{a},{b},{name}"
-        if types:
-            values = props or [None] * len(types)
-            line += "," + ",".join([property_text(p.ty, v) for p, v in zip(types, values)])
-        line += "\n"
-        length = len(line) if line.isascii() else len(line.encode())
-        if state["lines"] and state["size"] + length > limit:
-            flush()
-        state["lines"].append(line)
-        state["size"] += length
+    for label, rows in enumerate(by_label):
+        if not rows:
+            continue
+        # By id, then seq: each element's rows in source order (two stable sorts on single keys
+        # cost half of one on (id, seq) tuples). A row's own repeats keep their place.
+        rows.sort(key=itemgetter(2))
+        rows.sort(key=itemgetter(1))
+        flush()
+        state.update(label=label, part=0, header=label_header(mapping, label) + "\n")
+        state["size"] = len(state["header"].encode())
+        name, types = labels[label]
+        blank = [None] * len(types)
+        i, n = 0, len(rows)
+        while i < n:
+            row = rows[i]
+            element_id = row[1]
+            j = i + 1
+            while j < n and rows[j][1] == element_id:
+                j += 1
+            if j == i + 1:
+                a, b, props = row[3], row[4], row[5]
+            else:
+                a, b, props = merge(rows[i:j])
+            i = j
+            if label < n_vertex:
+                line = f"{element_id},{name},{a if _SPECIAL.search(a) is None else push_string_value(a)}"
+            else:
+                line = f"{element_id},{a},{b},{name}"
+            if types:
+                values = props or blank
+                # One check for the whole row when every value is plain (the usual case).
+                joined = ",".join(["" if v is None else v for v in values])
+                if joined.count(",") != len(values) - 1 or _SPECIAL_IN_ROW.search(joined) is not None:
+                    joined = ",".join([property_text(p.ty, v) for p, v in zip(types, values)])
+                line += "," + joined
+            line += "\n"
+            length = len(line) if line.isascii() else len(line.encode())
+            if state["lines"] and state["size"] + length > limit:
+                flush()
+            state["lines"].append(line)
+            state["size"] += length
     flush()
     yield from parts
 
