@@ -596,7 +596,7 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
             for column, p in props:
                 out[p] = values[column]
             plain_vertices.add(vid)
-            elements[int(vid[:4], 16) * partitions >> 16].append((label, vid, seq, key, None, out))
+            elements[partition_of(vid, partitions)].append((label, vid, seq, key, None, out))
         for label, (f_label, f_column, when), (t_label, t_column), key_columns, props in rules.edges:
             from_raw = values[f_column] or ""
             if when == "email" and "@" not in from_raw:
@@ -614,10 +614,10 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
                 continue
             if f_id not in plain_vertices:
                 plain_vertices.add(f_id)
-                elements[int(f_id[:4], 16) * partitions >> 16].append((f_label, f_id, seq, f_key, None, None))
+                elements[partition_of(f_id, partitions)].append((f_label, f_id, seq, f_key, None, None))
             if t_id not in plain_vertices:
                 plain_vertices.add(t_id)
-                elements[int(t_id[:4], 16) * partitions >> 16].append((t_label, t_id, seq, t_key, None, None))
+                elements[partition_of(t_id, partitions)].append((t_label, t_id, seq, t_key, None, None))
             if plain:
                 plain_edges.add((label, f_id, t_id))
             eid = edge_id(edges[label].name, f_raw, t_raw, [values[c] or "" for c in key_columns])
@@ -626,7 +626,7 @@ def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, 
                 out = [None] * len(edges[label].props)
                 for column, p in props:
                     out[p] = values[column]
-            elements[int(eid[:4], 16) * partitions >> 16].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
+            elements[partition_of(eid, partitions)].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
     return rejects, hashes, elements
 
 

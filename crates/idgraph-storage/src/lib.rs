@@ -341,7 +341,7 @@ impl Store {
     /// temporary file (a writer of hundreds of megabytes then costs a megabyte, not a copy of
     /// them). On S3 the bytes are gathered and written with [`Store::write`].
     ///
-    /// `fill` gets the object's name for its errors; an error from it writes nothing.
+    /// An error from `fill` writes nothing, and is returned with the object's name.
     pub fn write_streamed(
         &self,
         location: &Location,

@@ -729,10 +729,8 @@ fn decide(
     // numbered in the order of the component's smallest identifier, its founder (the person's
     // id is derived from the founder's). A union leaves the smaller root leading, so a
     // component's root is its smallest node: the founder, when the component has one.
-    let roots: Vec<u32> = (0..total)
-        .into_par_iter()
-        .map(|x| components.root(x))
-        .collect();
+    // Only new identifiers' roots are needed: people's components were found above.
+    let roots: Vec<u32> = (0..n).into_par_iter().map(|x| components.root(x)).collect();
     let mut person_of_root: Vec<u32> = vec![u32::MAX; total];
     for (&root, group) in &people_in {
         if let Some(&oldest) = group.iter().min() {
@@ -754,7 +752,7 @@ fn decide(
         person_of_root[i] = persons.push(id, seq);
     }
     let new_people = founders.len() as u64;
-    let member_persons: Vec<u32> = roots[..n]
+    let member_persons: Vec<u32> = roots
         .par_iter()
         .map(|&root| person_of_root[root as usize])
         .collect();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::Digest;
 use transform::Mapping;
 
-use crate::state::State;
+use crate::state::{CHUNK, State};
 use crate::{Error, Outcome, PERSON_ID_PROPERTY, PERSON_LABEL};
 
 /// Rows per file: about 90 MB of `personId` rows, well below the loader's limits.
@@ -178,9 +178,6 @@ pub(crate) fn write_batch(
         .map_err(storage)?;
     Ok(rows.len() as u64)
 }
-
-/// Bytes of text formatted before they are hashed and handed on.
-const CHUNK: usize = 1 << 18;
 
 /// Writes one CSV file: `header`, then `push_row` for each row, streamed a chunk at a time
 /// (a file is never whole in memory) and hashed on the way.

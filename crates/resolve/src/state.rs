@@ -402,8 +402,8 @@ struct Out<'a> {
     error: Option<io::Error>,
 }
 
-/// Bytes gathered before they are handed on.
-const CHUNK: usize = 1 << 18;
+/// Bytes of a file gathered (encoded or formatted) before they are checksummed and handed on.
+pub(crate) const CHUNK: usize = 1 << 18;
 
 impl<'a> Out<'a> {
     fn new(magic: &[u8; 4], sink: &'a mut dyn Write) -> Out<'a> {
