@@ -5,7 +5,7 @@
 //! failOnError, updateSingleCardinalityProperties, error paging, restart), access (SigV4,
 //! injected faults), sources (S3, gzip), and the toolkit's own output end to end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_neptunedata::Client;
@@ -13,6 +13,7 @@ use aws_sdk_neptunedata::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_neptunedata::types::{Format, Mode, S3BucketRegion};
 use neptune_local::{Config, GraphStore, Server, SigV4Credentials, payload_json as json};
 use serde_json::Value;
+use testkit::write_file as write;
 
 const ROLE: &str = "arn:aws:iam::000000000000:role/local";
 const KEY_ID: &str = "AKIDLOCALTEST";
@@ -51,15 +52,6 @@ fn local() -> (tempfile::TempDir, Server, Client) {
     let server = server(data.path());
     let client = client(&server);
     (data, server, client)
-}
-
-fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-    }
-    std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
-    path
 }
 
 /// A load request with the required parameters; `tune` sets the rest.

@@ -39,12 +39,6 @@ fn load(server: &Server, file: &Path, update_single: bool) {
     assert_eq!(status, "LOAD_COMPLETED", "{}", file.display());
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
 /// (commitNum, opNum, op, type, id, key, value, isLastOp) of a record.
 type Record = (u64, u64, String, String, String, String, Value, bool);
 
@@ -72,23 +66,7 @@ fn records(response: &Value) -> Vec<Record> {
 async fn loads_are_streamed_as_neptune_presents_them_and_boto3_reads_them() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let files = dir.path();
-    let vertices = write(
-        files,
-        "v1.csv",
-        "~id,~label,email:String(single),age:Int(single)\n\
-         u1,User,a@x.com,31\n\
-         u2,User,b@x.com,42\n",
-    );
-    let edges = write(
-        files,
-        "e1.csv",
-        "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
-    );
-    let update = write(
-        files,
-        "v2.csv",
-        "~id,~label,email:String(single)\nu1,User,a.new@x.com\nu2,User,b@x.com\n",
-    );
+    let [vertices, edges, update] = testkit::stream_commit_files(files);
     let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let local = server(data.path(), Retention::default());
     load(&local, &vertices, false);
@@ -309,21 +287,7 @@ async fn a_server_without_streams_says_so() {
 fn retention_by_records_trims_whole_commits() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let files = dir.path();
-    let v1 = write(
-        files,
-        "v1.csv",
-        "~id,~label,email:String(single),age:Int(single)\nu1,User,a@x.com,31\nu2,User,b@x.com,42\n",
-    );
-    let e1 = write(
-        files,
-        "e1.csv",
-        "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
-    );
-    let v2 = write(
-        files,
-        "v2.csv",
-        "~id,~label,email:String(single)\nu1,User,a.new@x.com\n",
-    );
+    let [v1, e1, v2] = testkit::stream_commit_files(files);
     for (keep, first) in [(5, 1), (4, 2), (2, 3), (1, 3)] {
         let data = files.join(format!("data-{keep}"));
         let local = server(

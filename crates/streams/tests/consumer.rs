@@ -1,13 +1,14 @@
 //! The consumer against neptune-local's stream: every iterator type, paging, gzip, caught up
 //! (the future-position 404), expiry and a gap; checkpoint, lease and SigV4.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use idgraph_storage::{Location, Store};
 use neptune_local::{Config, Retention, Server, SigV4Credentials};
 use streams::{CacheRules, Mode, Progress, Record, Start, StreamError, StreamPlan, StreamReport};
+use testkit::write_file as write;
 
 struct Quiet;
 impl Progress for Quiet {
@@ -32,29 +33,9 @@ fn load(server: &Server, file: &Path, update: bool) {
     assert_eq!(status, "LOAD_COMPLETED", "{}", file.display());
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
 /// Three commits, ten changes (as in neptune-local's stream test).
 fn three_commits(server: &Server, files: &Path) {
-    let v1 = write(
-        files,
-        "v1.csv",
-        "~id,~label,email:String(single),age:Int(single)\nu1,User,a@x.com,31\nu2,User,b@x.com,42\n",
-    );
-    let e1 = write(
-        files,
-        "e1.csv",
-        "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
-    );
-    let v2 = write(
-        files,
-        "v2.csv",
-        "~id,~label,email:String(single)\nu1,User,a.new@x.com\nu2,User,b@x.com\n",
-    );
+    let [v1, e1, v2] = testkit::stream_commit_files(files);
     load(server, &v1, false);
     load(server, &e1, false);
     load(server, &v2, true);

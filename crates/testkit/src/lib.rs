@@ -23,6 +23,42 @@ pub fn pyenv_program(name: &str) -> std::path::PathBuf {
     p
 }
 
+/// Writes `content` to `dir/name` (making its folders) and returns the path.
+pub fn write_file(dir: &Path, name: &str, content: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Three load files that make three stream commits of 6, 2 and 2 changes on neptune-local:
+/// two users with an email and an age; an edge between them with a weight; then (loaded with
+/// `updateSingleCardinalityProperties`) one email replaced and one given again unchanged.
+/// Written under `dir`; returns the three in load order.
+pub fn stream_commit_files(dir: &Path) -> [std::path::PathBuf; 3] {
+    [
+        write_file(
+            dir,
+            "v1.csv",
+            "~id,~label,email:String(single),age:Int(single)\n\
+             u1,User,a@x.com,31\n\
+             u2,User,b@x.com,42\n",
+        ),
+        write_file(
+            dir,
+            "e1.csv",
+            "~id,~from,~to,~label,weight:Double\ne1,u1,u2,knows,0.5\n",
+        ),
+        write_file(
+            dir,
+            "v2.csv",
+            "~id,~label,email:String(single)\nu1,User,a.new@x.com\nu2,User,b@x.com\n",
+        ),
+    ]
+}
+
 /// The records of a CSV file after its header, as strings (records may differ in length).
 pub fn csv_records(path: &Path) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
