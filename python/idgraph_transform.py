@@ -21,11 +21,15 @@ record rules and reject reasons, the same normalisation, the same ids (xxh3-128 
 version-8 UUIDs), the same last-non-empty-wins merge in source order (dataset, file, line), the
 same typed, quoted values, and the same manifest counts. Files may be split differently.
 
-Work: the driver lists the batch's files; each file is decoded and cut into chunks at record
-boundaries exactly as Rust cuts them; chunks are parsed and mapped in parallel; one shuffle,
-partitioned by id range, groups each element's rows in id order, where they are merged and
-written, partition by partition. Local paths are written with Python file I/O, s3:// with boto3
-and server-side encryption.
+Work: the driver lists the batch's files; a task per file decodes it and cuts it into chunks at record
+boundaries exactly as Rust cuts them, and the chunks are dealt round-robin to a few mapping tasks
+per core. A chunk is parsed and mapped a column at a time; its rejects, notes and row counts go
+to the driver by accumulator, its element rows into one shuffle, partitioned by label group
+(and by id range too when the input is large). The driver checks the reject rate once the
+mapping has run and before any graph file is written; then each partition merges its elements'
+rows in source order and writes them. Local paths are written with Python file I/O, s3:// with
+boto3 and server-side encryption. Spark settings: `spark.idgraph.partitionInputBytes` (source
+bytes per merge partition, at most; 32 MiB) splits label groups by id range sooner.
 """
 from __future__ import annotations
 
@@ -40,15 +44,21 @@ import shutil
 import sys
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+import gc
+from itertools import compress, groupby, repeat
 from typing import Iterator, Optional
 
 import xxhash
 
 DATASETS = ("first_party", "cookie", "clickstream", "transactional")
-CHUNK_BYTES = 4 << 20
-# Source bytes per id-range partition of the merge and write.
+CHUNK_BYTES = 2 << 20
+# Source bytes per mapping task, as the input grows (at least three tasks per core are made).
+MAP_TASK_INPUT_BYTES = 16 << 20
+# Source bytes per partition of the merge and write (at most; a Spark conf can lower it).
 PARTITION_INPUT_BYTES = 32 << 20
+PARTITION_BYTES_CONF = "spark.idgraph.partitionInputBytes"
 MAX_FIELD_BYTES = 1 << 30
 SEPARATOR = b"\x1f"
 # Rust's `str::trim` removes Unicode White_Space; Python's `strip()` also removes \x1c-\x1f.
@@ -63,6 +73,31 @@ I32 = (-(1 << 31), (1 << 31) - 1)
 
 class JobError(Exception):
     """A run that cannot go on; the message names the file, column or location concerned."""
+
+
+@contextmanager
+def gc_paused():
+    """Python's cycle collector paused: mapping and writing make millions of tuples and no
+    cycles, and every full collection walks all of them (it took 40% of the mapping's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class ListParam:
+    """A Spark accumulator of lists (pyspark.AccumulatorParam's two methods), which tasks
+    extend."""
+
+    def zero(self, value: list) -> list:
+        return []
+
+    def addInPlace(self, a: list, b: list) -> list:
+        a.extend(b)
+        return a
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +261,7 @@ def normalise(how: str, value: str) -> str:
     if at < 0:
         at = lower.find("x")
     number = lower if at < 0 else lower[:at]
-    digits = "".join(c for c in number if "0" <= c <= "9")
+    digits = _NOT_A_DIGIT.sub("", number)
     if len(digits) == 11 and digits.startswith("1"):
         digits = digits[1:]
     if len(digits) == 13 and digits.startswith("001"):
@@ -234,31 +269,42 @@ def normalise(how: str, value: str) -> str:
     return digits
 
 
+_NOT_A_DIGIT = re.compile("[^0-9]")
+
+
+def normalise_all(how: str, values: list) -> list:
+    """normalise() of each of `values` (None as empty), the usual kinds without a call each."""
+    if how == "trim":
+        return [(v or "").strip(WHITE_SPACE) for v in values]
+    if how == "lower":
+        return [(v or "").strip(WHITE_SPACE).lower() for v in values]
+    if how == "upper":
+        return [(v or "").strip(WHITE_SPACE).upper() for v in values]
+    return [normalise(how, v or "") for v in values]
+
+
 # The RFC 9562 variant bits (10) over the hash's own two low bits of that nibble.
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
-def uuid_text(data: bytes) -> str:
-    """The xxh3-128 hash of `data` shaped as an RFC 9562 version-8 UUID, in its text form: the
-    version nibble set to 8, the variant bits to 10 (ids.rs: uuid::Builder::from_custom_bytes)."""
-    h = xxhash.xxh3_128_hexdigest(data)
-    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+def uuid_texts(datas: list) -> list:
+    """The xxh3-128 hash of each of `datas` shaped as an RFC 9562 version-8 UUID, in its text
+    form: the version nibble set to 8, the variant bits to 10 (ids.rs:
+    uuid::Builder::from_custom_bytes)."""
+    variant = _VARIANT
+    return [f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
+            for h in map(xxhash.xxh3_128_hexdigest, datas)]
 
 
-def vertex_id(label: str, key: str) -> str:
-    return uuid_text(b"v" + SEPARATOR + label.encode() + SEPARATOR + key.encode())
+def vertex_prefix(label: str) -> bytes:
+    """What a vertex id hashes before its key (ids.rs: vertex_id)."""
+    return b"v" + SEPARATOR + label.encode() + SEPARATOR
 
 
-def id_bytes(element_id: str) -> bytes:
-    return bytes.fromhex(element_id.replace("-", ""))
-
-
-def edge_id(label: str, frm: bytes, to: bytes, keys: list) -> str:
-    """`frm` and `to` are the endpoint ids' 16 bytes."""
-    data = b"e" + SEPARATOR + label.encode() + SEPARATOR + frm + to
-    for k in keys:
-        data += SEPARATOR + k.encode()
-    return uuid_text(data)
+def edge_prefix(label: str) -> bytes:
+    """What an edge id hashes before its endpoints' 16 bytes each, then SEPARATOR and each
+    key column's value (ids.rs: edge_id)."""
+    return b"e" + SEPARATOR + label.encode() + SEPARATOR
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,165 +544,346 @@ def convert(column: Column, raw: str, int32: bool):
 
 
 # ---------------------------------------------------------------------------------------------
-# Mapping one chunk (crates/transform/src/elements.rs: map_chunk).
+# Mapping chunks (crates/transform/src/elements.rs: map_chunk), column by column: a chunk's
+# rows are converted, resolved to ids and turned into element rows a column at a time, so that
+# most of the work runs in Python's C loops (join, map, zip, set) rather than once per value.
 
-def partition_of(element_id: str, partitions: int) -> int:
-    """Ids are uniform hashes: their first 16 bits spread elements evenly over partitions."""
-    return int(element_id[:4], 16) * partitions // 65536
+# Separates a column's values when the whole column is checked at once. A value that holds it
+# only adds boundaries, which can only make a check find something (the slow path then decides).
+COLUMN_SEPARATOR = "\x1f"
+_WS = "[" + re.escape(WHITE_SPACE) + "]"
+# A row with no id: its key normalised to nothing.
+_NO_ID = ("", None, None, None)
 
 
-def map_chunk(mapping: Mapping, dataset_index: int, file_index: int, file: str, text: str,
-              first_line: int, lossy: bool, partitions: int) -> tuple:
-    """Parses one chunk and maps its rows to graph elements (elements.rs: map_chunk).
+def _column_check(nullable: bool, lossy: bool) -> re.Pattern:
+    """Finds, in a column's values joined by COLUMN_SEPARATOR, any value that the per-value
+    conversion of a string column would not take as it is: empty, starting or ending with white
+    space, `null` in a nullable column, or (in a file that was not valid UTF-8) a replacement
+    character."""
+    parts = [f"(?:^|\x1f)(?:\x1f|\\Z|{_WS})", f"{_WS}(?:\x1f|\\Z)"]
+    if nullable:
+        parts.append("(?:^|\x1f)(?i:null)(?:\x1f|\\Z)")
+    if lossy:
+        parts.append("\ufffd")
+    return re.compile("|".join(parts))
 
-    Returns (rejects, hashes, elements): rejects as (seq, (dataset, file, line, column,
-    reason)); per partition, the hashes of the good rows as (dataset, hash) and the element rows
-    as (label, id, seq, key or from, to, properties or None), vertex labels first, then edge
-    labels. `seq` orders rows as the source does."""
-    dataset = DATASETS[dataset_index]
-    columns = mapping.columns[dataset]
-    rules = mapping.rules[dataset]
-    width = len(columns)
-    vertices, edges = mapping.vertices, mapping.edges
-    n_vertex_labels = len(vertices)
-    base = (dataset_index << 60) | (file_index << 40)
-    rejects: list = []
-    hashes: list = [[] for _ in range(partitions)]
-    elements: list = [[] for _ in range(partitions)]
-    # Rows that carry no properties repeat a lot (every profile names its country): one per
-    # chunk is enough (the merge would fold them anyway, after a costlier shuffle). Keys repeat
-    # too: each is normalised and hashed once per chunk.
-    plain_vertices: set = set()
-    plain_edges: set = set()
-    ids: dict = {}
-    # (label, raw value) -> (key, id, id bytes): a value seen before in the chunk is neither
-    # normalised nor hashed again.
-    resolved: dict = {}
 
-    def resolve(label: int, raw: Optional[str]):
-        found = resolved.get((label, raw))
-        if found is None:
-            vertex = vertices[label]
-            key = normalise(vertex.normalise, raw or "")
-            vid = raw_id = None
-            if key:
-                cached = ids.get((label, key))
-                if cached is None:
-                    vid = vertex_id(vertex.name, key)
-                    cached = ids[(label, key)] = (vid, id_bytes(vid))
-                vid, raw_id = cached
-            found = resolved[(label, raw)] = (key, vid, raw_id)
-        return found
+_COLUMN_CHECKS = {(n, lossy): _column_check(n, lossy) for n in (False, True) for lossy in (False, True)}
 
-    # Most values are strings that need no conversion: told apart here without a call.
-    plain_string = [c.ty == "string" for c in columns]
-    nullable = [c.nullable for c in columns]
-    for line, fields, error in records(text, first_line):
-        seq = base | line
-        if error is not None:
-            rejects.append((seq, (dataset, file, line, "", error)))
-            continue
-        if len(fields) != width:
-            rejects.append((seq, (dataset, file, line, "", f"expected {width} fields, found {len(fields)}")))
-            continue
+
+def convert_value(column: Column, raw: str, int32: bool, lossy: bool):
+    """(value or None, None) or (None, reason) for one field, checked as the Rust reader does:
+    valid UTF-8, at most MAX_FIELD_BYTES, then source.rs `convert`."""
+    if lossy and "\ufffd" in raw:
+        return None, f"column {column.name} is not valid UTF-8"
+    if len(raw) > MAX_FIELD_BYTES // 4 and len(raw.encode()) > MAX_FIELD_BYTES:
+        return None, (f"column {column.name}: a value of {len(raw.encode())} bytes; "
+                      f"at most {MAX_FIELD_BYTES} are taken")
+    return convert(column, raw, int32)
+
+
+def parse_chunk(text: str, first_line: int) -> Iterator[tuple]:
+    """records(), with a shortcut for a chunk that has no quote and no carriage return (the
+    usual one): its records are its lines."""
+    if '"' in text or "\r" in text:
+        yield from records(text, first_line)
+        return
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the chunk ends with a newline (or is empty)
+    for i, line in enumerate(lines):
+        yield first_line + i, line.split(","), None
+
+
+class Layout:
+    """Where an element's rows meet: partition (label group, id bucket). Labels are dealt to
+    `groups` groups; ids are split into `buckets` ranges by their first 16 bits (ids are
+    uniform hashes) only when the input is large enough to need it, so that a small batch's
+    rows are routed by label alone, a whole column at a time."""
+
+    def __init__(self, groups: int, buckets: int):
+        self.groups, self.buckets = groups, buckets
+        self.partitions = groups * buckets
+        self.bucket_of = {f"{i:04x}": i * buckets // 65536 for i in range(65536)} if buckets > 1 else None
+
+    def partition(self, label: int, bucket: int) -> int:
+        return (label % self.groups) * self.buckets + bucket
+
+
+class ChunkMapper:
+    """Maps the chunks of one Spark task. Keys are normalised and hashed once per task (until
+    the task has seen MAX_CACHED of them), and rows that carry no properties (the endpoints of
+    edges, edges without properties) are kept once per task: the merge would fold them anyway,
+    after a costlier shuffle."""
+
+    MAX_CACHED = 2_000_000
+
+    def __init__(self, mapping: Mapping, layout: Layout):
+        self.mapping = mapping
+        self.layout = layout
+        self.n_vertex = len(mapping.vertices)
+        self.n_props = [len(v.props) for v in mapping.vertices] + [len(e.props) for e in mapping.edges]
+        self.vertex_prefixes = [vertex_prefix(v.name) for v in mapping.vertices]
+        self.edge_prefixes = [edge_prefix(e.name) for e in mapping.edges]
+        # Labels that more than one rule of a dataset produces: their rows are put back in
+        # source order before the merge sees them.
+        self.multi: dict = {}
+        for dataset, rules in mapping.rules.items():
+            produced = [label for label, _, _ in rules.vertices] + \
+                [self.n_vertex + label for label, *_ in rules.edges]
+            self.multi[dataset] = {label for label in produced if produced.count(label) > 1}
+        self._clear()
+
+    def _clear(self) -> None:
+        # Per vertex label: raw value -> (key, id, id's 16 bytes).
+        self.resolved: list = [{} for _ in self.mapping.vertices]
+        self.plain_vertices: set = set()
+        self.plain_edges: list = [set() for _ in self.mapping.edges]
+
+    def lookup(self, label: int, column) -> list:
+        """The (key, id, id bytes) of each raw value of a column, for one label."""
+        table = self.resolved[label]
+        missing = list(set(column).difference(table))
+        if missing:
+            keys = normalise_all(self.mapping.vertices[label].normalise, missing)
+            new = [k for k in set(keys) if k]
+            prefix = self.vertex_prefixes[label]
+            texts = uuid_texts([prefix + k.encode() for k in new])
+            from_hex = bytes.fromhex
+            ids = dict(zip(new, [(t, from_hex(t.replace("-", ""))) for t in texts]))
+            table.update(zip(missing, [(k,) + ids[k] if k else _NO_ID for k in keys]))
+        return list(map(table.__getitem__, column))
+
+    def convert_columns(self, columns: list, rules: Rules, rows: list, lossy: bool) -> tuple:
+        """The converted values, column by column, and per row index the first (column,
+        reason) that rejects it, in column order as the Rust reader finds it."""
         values = []
-        problem = None
-        for i, raw in enumerate(fields):
-            if plain_string[i] and raw and raw[0] not in WHITE_SPACE and raw[-1] not in WHITE_SPACE \
-                    and not (nullable[i] and len(raw) == 4 and raw.lower() == "null") \
-                    and len(raw) <= MAX_FIELD_BYTES // 4 and not (lossy and "\ufffd" in raw):
-                values.append(raw)
+        problems: dict = {}
+        for i, (column, raw_values) in enumerate(zip(columns, zip(*rows))):
+            if column.ty == "string":
+                joined = COLUMN_SEPARATOR.join(raw_values)
+                if len(joined) <= MAX_FIELD_BYTES // 4 and \
+                        _COLUMN_CHECKS[(column.nullable, lossy)].search(joined) is None:
+                    values.append(raw_values)
+                    continue
+            table, bad = {}, {}
+            int32 = i in rules.int32
+            for raw in set(raw_values):
+                value, reason = convert_value(column, raw, int32, lossy)
+                table[raw] = value
+                if reason is not None:
+                    bad[raw] = reason
+            if bad:
+                for r, raw in enumerate(raw_values):
+                    if raw in bad and r not in problems:
+                        problems[r] = (column.name, bad[raw])
+            values.append(list(map(table.__getitem__, raw_values)))
+        return values, problems
+
+    def map_chunk(self, dataset_index: int, file_index: int, file: str, text: str,
+                  first_line: int, lossy: bool) -> tuple:
+        """Parses one chunk and maps its rows to graph elements.
+
+        Returns (good rows, rejects, per partition (hashes, [(label, block)])): rejects as
+        (seq, (dataset, file, line, column, reason)) where seq orders rows as the sources do;
+        hashes of the good rows' values (to count exact duplicates); a label's rows as a block
+        of columns [ids, keys or froms, None or tos, [one column per property]], each
+        element's rows in source order."""
+        if sum(len(t) for t in self.resolved) + len(self.plain_vertices) > self.MAX_CACHED:
+            self._clear()
+        mapping, layout = self.mapping, self.layout
+        dataset = DATASETS[dataset_index]
+        columns = mapping.columns[dataset]
+        rules = mapping.rules[dataset]
+        width = len(columns)
+        base = (dataset_index << 60) | (file_index << 40)
+        rejects: list = []
+        rows: list = []
+        lines: list = []
+        for line, fields, error in parse_chunk(text, first_line):
+            if error is None and len(fields) != width:
+                error = f"expected {width} fields, found {len(fields)}"
+            if error is not None:
+                rejects.append((base | line, (dataset, file, line, "", error)))
                 continue
-            column = columns[i]
-            if lossy and "\ufffd" in raw:
-                problem = (column.name, f"column {column.name} is not valid UTF-8")
-                break
-            if len(raw) > MAX_FIELD_BYTES // 4 and len(raw.encode()) > MAX_FIELD_BYTES:
-                problem = (column.name, f"column {column.name}: a value of {len(raw.encode())} bytes; "
-                                        f"at most {MAX_FIELD_BYTES} are taken")
-                break
-            value, reason = convert(column, raw, i in rules.int32)
-            if reason is not None:
-                problem = (column.name, reason)
-                break
-            values.append(value)
-        if problem is not None:
-            rejects.append((seq, (dataset, file, line, problem[0], problem[1])))
-            continue
-        # Exact duplicates are counted by a hash of the row's values (repr is injective on a
-        # list of strings and Nones).
-        row_hash = xxhash.xxh3_128_intdigest(repr(values).encode())
-        hashes[row_hash % partitions].append((dataset_index, row_hash))
+            rows.append(fields)
+            lines.append(line)
+        partitions = layout.partitions
+        hashes: list = [[] for _ in range(partitions)]
+        blocks: dict = {}  # label -> [ids, keys or froms, tos or None, [property columns]]
+        if rows:
+            values, problems = self.convert_columns(columns, rules, rows, lossy)
+            del rows
+            if problems:
+                for r in sorted(problems):
+                    column, reason = problems[r]
+                    rejects.append((base | lines[r], (dataset, file, lines[r], column, reason)))
+                keep = [r for r in range(len(lines)) if r not in problems]
+                values = [[c[r] for r in keep] for c in values]
+                lines = [lines[r] for r in keep]
+        n = len(lines)
+        if n:
+            # Exact duplicates are counted by a hash of the row's values (repr is injective
+            # on a tuple of strings and Nones).
+            for h in map(xxhash.xxh3_128_intdigest, map(str.encode, map(repr, zip(*values)))):
+                hashes[h % partitions].append(h)
+            self._elements(dataset, rules, values, n, base, lines, blocks)
+        out: list = [[] for _ in range(partitions)]
+        for label, block in blocks.items():
+            for bucket, part in self._split(block):
+                out[layout.partition(label, bucket)].append((label, part))
+        return n, rejects, hashes, out
+
+    def _split(self, block: list) -> list:
+        """(bucket, block) for each id bucket of a block."""
+        bucket_of = self.layout.bucket_of
+        if bucket_of is None:
+            return [(0, block)]
+        ids, a, b, props = block
+        buckets = [bucket_of[i[:4]] for i in ids]
+        order = sorted(range(len(ids)), key=buckets.__getitem__)
+        parts = []
+        for bucket, group in groupby(order, key=buckets.__getitem__):
+            picked = list(group)
+
+            def pick(column):
+                return None if column is None else [column[i] for i in picked]
+            parts.append((bucket, [pick(ids), pick(a), pick(b), [pick(c) for c in props]]))
+        return parts
+
+    def _elements(self, dataset: str, rules: Rules, values: list, n: int, base: int, lines: list,
+                  blocks: dict) -> None:
+        """The element rows of a chunk's good rows (their values by column), into blocks."""
+        n_vertex, n_props = self.n_vertex, self.n_props
+        multi = self.multi[dataset]
+        # Rows of labels that several rules produce, as (seq, label, id, a, b, properties).
+        ordered: list = []
+        plain_vertices = self.plain_vertices
+        key_of, id_of = itemgetter(0), itemgetter(1)
+
+        def add(label: int, ids: list, a: list, b: Optional[list], props: Optional[list]) -> None:
+            """Appends rows to a label's block; `props` holds a column (or None) per property."""
+            block = blocks.get(label)
+            if block is None:
+                block = blocks[label] = [[], [], None if label < n_vertex else [],
+                                         [[] for _ in range(n_props[label])]]
+            block[0] += ids
+            block[1] += a
+            if b is not None:
+                block[2] += b
+            count = len(ids)
+            for p, column in enumerate(block[3]):
+                source = props[p] if props is not None else None
+                column += [None] * count if source is None else source
+
+        def columns_of(label: int, props: list, picked: Optional[list]) -> list:
+            by_position = [None] * n_props[label]
+            for column, p in props:
+                source = values[column]
+                by_position[p] = source if picked is None else [source[i] for i in picked]
+            return by_position
 
         for label, key_column, props in rules.vertices:
-            key, vid, _ = resolve(label, values[key_column])
-            if vid is None:
-                continue
-            out = [None] * len(vertices[label].props)
-            for column, p in props:
-                out[p] = values[column]
-            plain_vertices.add(vid)
-            elements[partition_of(vid, partitions)].append((label, vid, seq, key, None, out))
+            resolved = self.lookup(label, values[key_column])
+            used = None
+            if any(r[1] is None for r in resolved):
+                used = [i for i, r in enumerate(resolved) if r[1] is not None]
+                resolved = [resolved[i] for i in used]
+            prop_columns = columns_of(label, props, used)
+            if label in multi:
+                seqs = [base | lines[i] for i in (used if used is not None else range(n))]
+                ordered.extend((s, label, r[1], r[0], None, tuple(c[j] if c is not None else None
+                                                                  for c in prop_columns))
+                               for j, (s, r) in enumerate(zip(seqs, resolved)))
+            else:
+                add(label, list(map(id_of, resolved)), list(map(key_of, resolved)), None, prop_columns)
+            plain_vertices.update(map(id_of, resolved))
+
         for label, (f_label, f_column, when), (t_label, t_column), key_columns, props in rules.edges:
-            from_raw = values[f_column] or ""
-            if when == "email" and "@" not in from_raw:
-                continue
-            if when == "not-email" and "@" in from_raw:
-                continue
-            f_key, f_id, f_raw = resolve(f_label, from_raw)
-            if f_id is None:
-                continue
-            t_key, t_id, t_raw = resolve(t_label, values[t_column])
-            if t_id is None:
-                continue
-            plain = not props and not key_columns
-            if plain and (label, f_id, t_id) in plain_edges:
-                continue
-            if f_id not in plain_vertices:
-                plain_vertices.add(f_id)
-                elements[partition_of(f_id, partitions)].append((f_label, f_id, seq, f_key, None, None))
-            if t_id not in plain_vertices:
-                plain_vertices.add(t_id)
-                elements[partition_of(t_id, partitions)].append((t_label, t_id, seq, t_key, None, None))
-            if plain:
-                plain_edges.add((label, f_id, t_id))
-            eid = edge_id(edges[label].name, f_raw, t_raw, [values[c] or "" for c in key_columns])
-            out = None
-            if props:
-                out = [None] * len(edges[label].props)
-                for column, p in props:
-                    out[p] = values[column]
-            elements[partition_of(eid, partitions)].append((n_vertex_labels + label, eid, seq, f_id, t_id, out))
-    return rejects, hashes, elements
+            from_values = values[f_column]
+            froms = self.lookup(f_label, from_values)
+            if when == "email":
+                froms = [f if v is not None and "@" in v else _NO_ID for f, v in zip(froms, from_values)]
+            elif when == "not-email":
+                froms = [f if v is None or "@" not in v else _NO_ID for f, v in zip(froms, from_values)]
+            tos = self.lookup(t_label, values[t_column])
+            element = n_vertex + label
+            prefix = self.edge_prefixes[label]
+            if not props and not key_columns:
+                # An edge without properties or keys is its endpoints: once per task.
+                pairs = {(f[1], t[1]): (f, t) for f, t in zip(froms, tos)
+                         if f[1] is not None and t[1] is not None}
+                seen = self.plain_edges[label]
+                ends = [ft for pair, ft in pairs.items() if pair not in seen]
+                seen.update(pairs)
+                datas = [prefix + f[2] + t[2] for f, t in ends]
+                prop_columns, seqs = None, None
+            else:
+                used = [i for i, (f, t) in enumerate(zip(froms, tos)) if f[1] is not None and t[1] is not None]
+                ends = [(froms[i], tos[i]) for i in used]
+                datas = [prefix + f[2] + t[2] for f, t in ends]
+                for c in key_columns:
+                    key_values = values[c]
+                    datas = [d + SEPARATOR + (key_values[i] or "").encode() for d, i in zip(datas, used)]
+                prop_columns = columns_of(element, props, used)
+                seqs = [base | lines[i] for i in used]
+            # Endpoints not seen yet in this task get a row of their own (the vertex exists
+            # even when no rule gives it properties).
+            for side, end_label in ((0, f_label), (1, t_label)):
+                fresh = {r[1]: r[0] for r in map(itemgetter(side), ends) if r[1] not in plain_vertices}
+                if fresh:
+                    add(end_label, list(fresh), list(fresh.values()), None, None)
+                    plain_vertices.update(fresh)
+            eids = uuid_texts(datas)
+            froms_ids = [f[1] for f, _ in ends]
+            tos_ids = [t[1] for _, t in ends]
+            if element in multi:
+                blank = [None] * len(eids)
+                columns = [c if c is not None else blank for c in (prop_columns or [])]
+                ordered.extend((seqs[j] if seqs is not None else 0, element, e, f, t,
+                                tuple(c[j] for c in columns))
+                               for j, (e, f, t) in enumerate(zip(eids, froms_ids, tos_ids)))
+            else:
+                add(element, eids, froms_ids, tos_ids, prop_columns)
+        if ordered:
+            ordered.sort(key=itemgetter(0))
+            by_label: dict = {}
+            for _, label, eid, a, b, props in ordered:
+                by_label.setdefault(label, []).append((eid, a, b, props))
+            for label, rows in by_label.items():
+                ids, a, b, props = (list(c) for c in zip(*rows))
+                prop_columns = [list(c) for c in zip(*props)] if n_props[label] else []
+                add(label, ids, a, b if label >= n_vertex else None, prop_columns)
 
 
-def merge(rows: list) -> tuple:
-    """One element's rows, in source order: the key or endpoints of the first, and per property
-    the value of the last row that has one (frames.rs). Rows are (label, id, seq, a, b, values
-    or None)."""
-    first = rows[0]
-    if len(rows) == 1:
-        return first[3], first[4], first[5]
-    with_values = [r[5] for r in rows if r[5] is not None]
-    if not with_values:
-        return first[3], first[4], None
-    props = [None] * len(with_values[0])
-    for p in range(len(props)):
-        for values in reversed(with_values):
-            if values[p] is not None:
-                props[p] = values[p]
-                break
-    return first[3], first[4], props
+def merge_block(ids: list, a: list, b: Optional[list], props: list) -> tuple:
+    """A label's rows (columns, in source order) merged to one row per element, in the order of
+    each element's first row: the key or endpoints of its first row, and per property the value
+    of the last row that has one (frames.rs)."""
+    order = dict.fromkeys(ids)
+    if len(order) == len(ids):
+        return ids, a, b, props
+    unique = list(order)
+    # dict() keeps the last value given for a key: fed backwards, that is the first row's.
+    first_a = dict(zip(reversed(ids), reversed(a)))
+    merged_a = list(map(first_a.__getitem__, unique))
+    merged_b = None
+    if b is not None:
+        first_b = dict(zip(reversed(ids), reversed(b)))
+        merged_b = list(map(first_b.__getitem__, unique))
+    merged_props = []
+    for column in props:
+        has = [v is not None for v in column]
+        last = dict(zip(compress(ids, has), compress(column, has)))
+        merged_props.append(list(map(last.get, unique)))
+    return unique, merged_a, merged_b, merged_props
 
 
 # ---------------------------------------------------------------------------------------------
 # Gremlin CSV values (crates/gremlin-csv/src/write.rs).
 
 _SPECIAL = re.compile(r'[\x00,";\r\n]|^[ \t]|[ \t]\Z')
-
-
-# Whether any value of a comma-joined row (without commas of their own) is not plain.
-_SPECIAL_IN_ROW = re.compile(r'[\x00";\r\n]|(?:^|,)[ \t]|[ \t](?:,|\Z)')
 
 
 def _plain(value: str) -> bool:
@@ -811,7 +1038,7 @@ def check_header(name: str, dataset: str, expected: list, found: list) -> None:
 
 def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str,
                 data: bytes) -> Iterator[tuple]:
-    """("chunk", dataset, file index, name, text, first line, lossy) for each chunk of a file,
+    """("chunk", dataset, file index, name, text, first line, lossy, start) for each chunk of a file,
     ("note", text) for what is worth telling; a bad header raises JobError."""
     dataset = DATASETS[dataset_index]
     if not data:
@@ -834,85 +1061,98 @@ def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str
         nl = encoded.find(b"\n", body)
         body = len(encoded) if nl < 0 else nl + 1
     for start, end, line in split_chunks(encoded, body, header_lines + 1, CHUNK_BYTES):
-        yield "chunk", dataset_index, file_index, name, encoded[start:end].decode("utf-8"), line, lossy
+        yield "chunk", dataset_index, file_index, name, encoded[start:end].decode("utf-8"), line, lossy, start
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing one partition of merged elements.
 
 def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping, limit: int,
-                    use_gzip: bool) -> Iterator[dict]:
-    """The element rows of one id range (marshalled lists from every chunk): grouped by element
-    in label, id and source order, merged, and written as files
-    `<label>-<partition>-<part>.csv[.gz]` under staging. Yields one entry per file."""
+                    use_gzip: bool) -> Iterator[tuple]:
+    """One partition: the marshalled (chunk seq, dataset, hashes, [(label, block)]) of every
+    chunk. Counts the partition's distinct rows per dataset, then merges each element's rows
+    (in source order: chunks sorted by seq) and writes each label's elements as files
+    `<label>-<partition>-<part>.csv[.gz]` under staging. Yields ("counts", [(dataset, distinct,
+    good)]) and ("file", manifest entry) for each file."""
+    by_label: dict = {}
+    seen: dict = {}
+    good: dict = {}
+    chunks = sorted((marshal.loads(blob) for _, blob in blobs), key=itemgetter(0))
+    for _, d, hashes, blocks in chunks:
+        seen.setdefault(d, set()).update(hashes)
+        good[d] = good.get(d, 0) + len(hashes)
+        for label, block in blocks:
+            into = by_label.get(label)
+            if into is None:
+                by_label[label] = block
+                continue
+            into[0] += block[0]
+            into[1] += block[1]
+            if into[2] is not None:
+                into[2] += block[2]
+            for column, more in zip(into[3], block[3]):
+                column += more
+    del chunks
+    yield "counts", [(d, len(seen[d]), good[d]) for d in seen]
+    del seen
+    for label in sorted(by_label):
+        block = by_label.pop(label)
+        yield from write_label(index, label, merge_block(*block), staging, mapping, limit, use_gzip)
+
+
+# A value in a column joined by COLUMN_SEPARATOR that push_field or push_string_value would
+# change (as _SPECIAL finds it in one value).
+_SPECIAL_IN_COLUMN = re.compile(r'[\x00,";\r\n]|(?:^|\x1f)[ \t]|[ \t](?:\x1f|\Z)')
+
+
+def _column_text(values, push) -> list:
+    """A column's values as written (None as empty), with `push` called only when some value
+    needs it."""
+    texts = ["" if v is None else v for v in values]
+    if _SPECIAL_IN_COLUMN.search(COLUMN_SEPARATOR.join(texts)) is None:
+        return texts
+    return [push(v) for v in texts]
+
+
+def write_label(index: int, label: int, block: tuple, staging: str, mapping: Mapping, limit: int,
+                use_gzip: bool) -> Iterator[tuple]:
+    """One label's merged elements (columns) as lines of Gremlin CSV in files of at most
+    `limit` bytes (one line at least)."""
     n_vertex = len(mapping.vertices)
-    by_label: list = [[] for _ in range(n_vertex + len(mapping.edges))]
-    for _, blob in blobs:
-        for row in marshal.loads(blob):
-            by_label[row[0]].append(row)
-    parts: list = []
-    state = {"label": None, "part": 0, "lines": [], "size": 0, "header": ""}
-
-    def flush():
-        lines = state["lines"]
-        if not lines:
-            return
-        label = state["label"]
-        folder, name = ("vertices", mapping.vertices[label].name) if label < n_vertex \
-            else ("edges", mapping.edges[label - n_vertex].name)
-        relative = f"{folder}/{name}-{index:05d}-{state['part']:03d}.{'csv.gz' if use_gzip else 'csv'}"
-        parts.append(write_graph_file(staging, relative, "vertex" if label < n_vertex else "edge", name,
-                                      state["header"] + "".join(lines), len(lines), use_gzip))
-        state["part"] += 1
-        state["lines"] = []
-        state["size"] = len(state["header"].encode())
-
-    # Per label: its name as written and its property types.
-    labels = [(push_field(v.name), v.props) for v in mapping.vertices] + \
-        [(push_field(e.name), e.props) for e in mapping.edges]
-    for label, rows in enumerate(by_label):
-        if not rows:
-            continue
-        # By id, then seq: each element's rows in source order (two stable sorts on single keys
-        # cost half of one on (id, seq) tuples). A row's own repeats keep their place.
-        rows.sort(key=itemgetter(2))
-        rows.sort(key=itemgetter(1))
-        flush()
-        state.update(label=label, part=0, header=label_header(mapping, label) + "\n")
-        state["size"] = len(state["header"].encode())
-        name, types = labels[label]
-        blank = [None] * len(types)
-        i, n = 0, len(rows)
-        while i < n:
-            row = rows[i]
-            element_id = row[1]
-            j = i + 1
-            while j < n and rows[j][1] == element_id:
-                j += 1
-            if j == i + 1:
-                a, b, props = row[3], row[4], row[5]
-            else:
-                a, b, props = merge(rows[i:j])
-            i = j
-            if label < n_vertex:
-                line = f"{element_id},{name},{a if _SPECIAL.search(a) is None else push_string_value(a)}"
-            else:
-                line = f"{element_id},{a},{b},{name}"
-            if types:
-                values = props or blank
-                # One check for the whole row when every value is plain (the usual case).
-                joined = ",".join(["" if v is None else v for v in values])
-                if joined.count(",") != len(values) - 1 or _SPECIAL_IN_ROW.search(joined) is not None:
-                    joined = ",".join([property_text(p.ty, v) for p, v in zip(types, values)])
-                line += "," + joined
-            line += "\n"
-            length = len(line) if line.isascii() else len(line.encode())
-            if state["lines"] and state["size"] + length > limit:
-                flush()
-            state["lines"].append(line)
-            state["size"] += length
-    flush()
-    yield from parts
+    is_vertex = label < n_vertex
+    name, types = (mapping.vertices[label].name, mapping.vertices[label].props) if is_vertex \
+        else (mapping.edges[label - n_vertex].name, mapping.edges[label - n_vertex].props)
+    ids, a, b, props = block
+    n = len(ids)
+    names = repeat(push_field(name), n)
+    if is_vertex:
+        columns = [ids, names, _column_text(a, push_string_value)]
+    else:
+        columns = [ids, a, b, names]
+    for p, values in zip(types, props):
+        columns.append(_column_text(values, push_string_value if p.ty == "String" else push_field))
+    lines = list(map(",".join, zip(*columns)))
+    header = label_header(mapping, label) + "\n"
+    folder = "vertices" if is_vertex else "edges"
+    kind = "vertex" if is_vertex else "edge"
+    extension = "csv.gz" if use_gzip else "csv"
+    header_size = len(header.encode())
+    text = "\n".join(lines) + "\n"
+    size = len(text) if text.isascii() else len(text.encode())
+    if header_size + size <= limit:
+        parts = [(text, n)]
+    else:
+        parts, start, total = [], 0, header_size
+        for i, line in enumerate(lines):
+            length = len(line.encode()) + 1
+            if i > start and total + length > limit:
+                parts.append(("\n".join(lines[start:i]) + "\n", i - start))
+                start, total = i, header_size
+            total += length
+        parts.append(("\n".join(lines[start:]) + "\n", n - start))
+    for part, (body, count) in enumerate(parts):
+        relative = f"{folder}/{name}-{index:05d}-{part:03d}.{extension}"
+        yield "file", write_graph_file(staging, relative, kind, name, header + body, count, use_gzip)
 
 
 def write_graph_file(staging: str, relative: str, kind: str, label: str, text: str, rows: int,
@@ -1001,7 +1241,7 @@ def run(spark, args: dict) -> dict:
             if hidden or not (relative.endswith(".csv") or relative.endswith(".csv.gz")):
                 notes.append((place, f"{path}: skipped (not a .csv or .csv.gz file)"))
                 continue
-            files.append((d, place, path))
+            files.append((d, place, path, input_bytes - size))
             names.append(path)
         datasets.append({"dataset": dataset, "files": names, "rows_read": 0, "rows_used": 0,
                          "duplicates": 0, "rejects": 0})
@@ -1012,70 +1252,75 @@ def run(spark, args: dict) -> dict:
     sc = spark.sparkContext
     parallelism = max(sc.defaultParallelism, 2)
     root = args["input"]
+    # What the tasks tell the driver besides their rows: notes, and per chunk its good rows and
+    # rejects. Keyed (by file place, by chunk), so a task that Spark runs again adds nothing.
+    told = sc.accumulator([], ListParam())
     # Closures carry the mapping to the workers (cloudpickle; a broadcast's plain pickle cannot
     # carry classes defined in a script run as __main__, as Glue runs it).
 
     def read_file(entry):
-        d, place, path = entry
+        # Each chunk is keyed by where it starts among all the input bytes, which deals
+        # neighbouring chunks to different mapping tasks.
+        d, place, path, offset = entry
         for piece in file_chunks(mapping, d, place, path, read_bytes(join(root, path))):
-            yield ("N", place, piece[1]) if piece[0] == "note" else piece
+            if piece[0] == "note":
+                told.add([("note", place, piece[1])])
+            else:
+                yield (offset + piece[-1]) // CHUNK_BYTES % map_tasks, piece[1:-1]
 
-    # Chunks are parsed and mapped in parallel; each yields its rejects and notes (few), and
-    # for each id range (partition) one marshalled list of its element rows and one of its row
-    # hashes: a few large records per chunk instead of millions of small ones, which is what
-    # PySpark pays for (pickling each record, several times).
-    # Enough partitions to keep every core busy, and more as the input grows, so that one
-    # partition's element rows (about 10 times its share of source bytes, as Python objects)
-    # stay well within a worker's memory.
-    partitions = max(parallelism * 2, -(-input_bytes // PARTITION_INPUT_BYTES))
+    # Elements meet by label group, and also by id range once the input is large enough that
+    # one partition's rows (about 10 times its share of source bytes, as Python objects) would
+    # not stay well within a worker's memory. Chunks are dealt round-robin to more mapping
+    # tasks than there are cores (a file's neighbouring chunks to different tasks, so each task
+    # gets a mix of datasets, which cost differently), and cores stay busy to the end. Not many
+    # more: a PySpark task costs about 0.1 s of a core however small it is.
+    groups = parallelism * 2
+    try:
+        partition_bytes = int(spark.conf.get(PARTITION_BYTES_CONF, str(PARTITION_INPUT_BYTES)))
+    except ValueError:
+        partition_bytes = 0
+    if partition_bytes <= 0:
+        raise JobError(f"--conf {PARTITION_BYTES_CONF}: `{spark.conf.get(PARTITION_BYTES_CONF)}` "
+                       "is not a positive number of bytes")
+    layout = Layout(groups, -(-input_bytes // (partition_bytes * groups)))
+    partitions = layout.partitions
+    map_tasks = max(parallelism * 3, -(-input_bytes // MAP_TASK_INPUT_BYTES))
 
-    def map_piece(piece):
-        if piece[0] == "N":
-            return [piece]
-        _, d, place, name, text, line, lossy = piece
-        rejects, hashes, elements = map_chunk(mapping, d, place, name, text, line, lossy, partitions)
-        out = [("R", r) for r in rejects]
-        out += [("H", p, marshal.dumps(h)) for p, h in enumerate(hashes) if h]
-        out += [("E", p, marshal.dumps(e)) for p, e in enumerate(elements) if e]
-        return out
+    def map_task(pieces):
+        # Per chunk and partition, one marshalled record of its row hashes and element rows:
+        # a few large records instead of millions of small ones, which is what PySpark pays
+        # for (pickling each record, several times).
+        with gc_paused():
+            mapper = ChunkMapper(mapping, layout)
+            for _, (d, place, name, text, line, lossy) in pieces:
+                good, rejects, hashes, blocks = mapper.map_chunk(d, place, name, text, line, lossy)
+                told.add([("chunk", (place, line), (d, good, rejects))])
+                seq = (d << 60) | (place << 40) | line
+                for p in range(partitions):
+                    if blocks[p] or hashes[p]:
+                        yield p, marshal.dumps((seq, d, hashes[p], blocks[p]))
 
-    mapped = (sc.parallelize(files, max(1, min(len(files), partitions)))
-              .flatMap(read_file)
-              .repartition(partitions)
-              .flatMap(map_piece)
-              .persist())
-
-    # Reconciliation: every reject and note, then rows used and exact duplicates per dataset.
-    small = mapped.filter(lambda t: t[0] in ("R", "N")).collect()
-    rejects = [r for _, r in sorted(t[1] for t in small if t[0] == "R")]
-    notes = [text for _, text in sorted(notes + [(t[1], t[2]) for t in small if t[0] == "N"])]
+    shuffled = (sc.parallelize(files, max(1, min(len(files), map_tasks)))
+                .flatMap(read_file)
+                .partitionBy(map_tasks, lambda k: k)
+                .mapPartitions(map_task)
+                .partitionBy(partitions, lambda p: p))
+    # Runs the mapping (its output stays in Spark's shuffle files for the write) without
+    # handing it to Python again: rejects must be counted before any graph file is written.
+    shuffled._jrdd.count()
+    chunk_reports, note_places = {}, set()
+    for kind, key, value in told.value:
+        if kind == "note":
+            note_places.add((key, value))
+        else:
+            chunk_reports[key] = value
+    rejects = [r for _, r in sorted(r for _, _, chunk in chunk_reports.values() for r in chunk)]
+    notes = [text for _, text in sorted(notes + list(note_places))]
+    good_rows = sum(good for _, good, _ in chunk_reports.values())
     timings["read_parse_map"] = round(time.time() - mark, 3)
     mark = time.time()
 
-    def count_distinct(blobs):
-        seen: dict = {}
-        good: dict = {}
-        for _, blob in blobs:
-            for d, h in marshal.loads(blob):
-                seen.setdefault(d, set()).add(h)
-                good[d] = good.get(d, 0) + 1
-        return [(d, (len(seen[d]), good[d])) for d in seen]
-
-    hashes: dict = {}
-    for d, (distinct, good) in (mapped.filter(lambda t: t[0] == "H").map(lambda t: (t[1], t[2]))
-                                .partitionBy(partitions, lambda p: p)
-                                .mapPartitions(count_distinct).collect()):
-        previous = hashes.get(d, (0, 0))
-        hashes[d] = (previous[0] + distinct, previous[1] + good)
-    for d, counts in enumerate(datasets):
-        distinct, good = hashes.get(d, (0, 0))
-        counts["rows_used"] = distinct
-        counts["duplicates"] = good - distinct
-        counts["rejects"] = sum(1 for r in rejects if r[0] == DATASETS[d])
-        counts["rows_read"] = good + counts["rejects"]
-    timings["reconcile"] = round(time.time() - mark, 3)
-    mark = time.time()
-    rows = sum(c["rows_read"] for c in datasets)
+    rows = good_rows + len(rejects)
     rejects_text = rejects_csv(rejects)
     if rows > 0 and len(rejects) > max_rate * rows:
         write_bytes(join(target, "rejects.csv"), rejects_text.encode())
@@ -1093,12 +1338,26 @@ def run(spark, args: dict) -> dict:
         staging = join(args["output"], f"datasets/graph/.staging-{batch}-{os.getpid()}-{int(time.time())}")
 
     try:
-        written = (mapped.filter(lambda t: t[0] == "E").map(lambda t: (t[1], t[2]))
-                   .partitionBy(partitions, lambda p: p)
-                   .mapPartitionsWithIndex(lambda i, blobs: write_partition(i, blobs, staging, mapping,
-                                                                           limit, use_gzip))
-                   .collect())
-        mapped.unpersist()
+        def write_task(index, blobs):
+            with gc_paused():
+                yield from write_partition(index, blobs, staging, mapping, limit, use_gzip)
+
+        results = shuffled.mapPartitionsWithIndex(write_task).collect()
+        counts: dict = {}
+        written = []
+        for kind, value in results:
+            if kind == "file":
+                written.append(value)
+                continue
+            for d, distinct, good in value:
+                previous = counts.get(d, (0, 0))
+                counts[d] = (previous[0] + distinct, previous[1] + good)
+        for d, entry in enumerate(datasets):
+            distinct, good = counts.get(d, (0, 0))
+            entry["rows_used"] = distinct
+            entry["duplicates"] = good - distinct
+            entry["rejects"] = sum(1 for r in rejects if r[0] == DATASETS[d])
+            entry["rows_read"] = good + entry["rejects"]
         timings["merge_and_write"] = round(time.time() - mark, 3)
         mark = time.time()
 

@@ -7,7 +7,7 @@
 //! Needs Spark: `scripts/test.sh` installs `pyspark` into `target/pyenv` (or set
 //! IDGRAPH_SPARK_SUBMIT and IDGRAPH_SPARK_PYTHON).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -38,13 +38,16 @@ fn spark() -> (String, String) {
     (submit, python)
 }
 
-fn spark_settings() -> EngineSettings {
+/// `conf`: more Spark settings (`key=value`) for the job.
+fn spark_settings(conf: &[&str]) -> EngineSettings {
     let (submit, python) = spark();
+    let mut spark_conf = vec!["spark.driver.memory=1g".to_owned()];
+    spark_conf.extend(conf.iter().map(|c| (*c).to_owned()));
     EngineSettings {
         engine: Some(EngineName::Spark),
         spark_submit: Some(submit),
         spark_master: Some("local[2]".to_owned()),
-        spark_conf: vec!["spark.driver.memory=1g".to_owned()],
+        spark_conf,
         spark_python: Some(python),
         ..EngineSettings::default()
     }
@@ -177,12 +180,12 @@ fn rust_transform(root: &Path, selection: transform::Selection, reject_rate: f64
     transform::run(&options).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// The loader on `root` with the Spark engine: transforms with Spark, loads into
-/// neptune-local (zero errors, or the run fails).
-fn load_with_spark(root: &Path, incremental: bool) -> loader::RunReport {
+/// The loader on `root` with the Spark engine (`conf`: more Spark settings): transforms with
+/// Spark, loads into neptune-local (zero errors, or the run fails).
+fn load_with_spark(root: &Path, incremental: bool, conf: &[&str]) -> loader::RunReport {
     let plan = Plan::resolve(Settings {
         root: Some(root.display().to_string()),
-        engine: spark_settings(),
+        engine: spark_settings(conf),
         ..Settings::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
@@ -227,7 +230,7 @@ fn clean_data_and_an_incremental_batch_on_spark_equal_rust_and_load_without_erro
         &spark.join("datasets/sources"),
     );
     rust_transform(rust, transform::Selection::Initial, 0.01);
-    let report = load_with_spark(spark, false);
+    let report = load_with_spark(spark, false, &[]);
     let initial = "datasets/graph/initial";
     let n = assert_same_batch(&rust.join(initial), &spark.join(initial));
     assert!(n > 5_000, "{n} elements");
@@ -256,7 +259,7 @@ fn clean_data_and_an_incremental_batch_on_spark_equal_rust_and_load_without_erro
         transform::Selection::Batch(BATCH.parse().unwrap_or_else(|e| panic!("{e}"))),
         0.01,
     );
-    let report = load_with_spark(spark, true);
+    let report = load_with_spark(spark, true, &[]);
     assert_eq!(report.batches.len(), 1);
     let batch = format!("datasets/graph/incremental/{BATCH}");
     assert_same_batch(&rust.join(&batch), &spark.join(&batch));
@@ -272,9 +275,21 @@ fn dirty_data_on_spark_equals_rust_reject_for_reject_and_loads_without_errors() 
         &spark.join("datasets/sources"),
     );
     rust_transform(rust, transform::Selection::Initial, 0.01);
-    load_with_spark(spark, false);
+    // Partitions of 100 kB of source bytes: elements meet by label group and id range, as they
+    // do when the input is large (a small batch's meet by label group alone).
+    load_with_spark(spark, false, &["spark.idgraph.partitionInputBytes=100000"]);
     let initial = Path::new("datasets/graph/initial");
     assert_same_batch(&rust.join(initial), &spark.join(initial));
+    let partitions: BTreeSet<String> = manifest(&spark.join(initial))["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["path"].as_str()?.rsplit('-').nth(1).map(str::to_owned))
+        .collect();
+    assert!(
+        partitions.len() > 4,
+        "id ranges split the label groups: partitions {partitions:?}"
+    );
     let rejects = manifest(&spark.join(initial))["datasets"]
         .as_array()
         .map(|d| d.iter().filter_map(|d| d["rejects"].as_u64()).sum::<u64>())
@@ -295,7 +310,7 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
             &rust_dir.path().join("datasets/sources"),
         );
         rust_transform(rust_dir.path(), transform::Selection::Initial, reject_rate);
-        let settings = spark_settings();
+        let settings = spark_settings(&[]);
         let plan = settings
             .resolve(&spark_dir.path().display().to_string())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -358,7 +373,7 @@ fn a_bad_header_fails_the_spark_job_with_the_files_name_and_column() {
         .join("datasets/sources/initial/cookie/cookie_data_full.csv");
     let text = read_text(&cookie).replacen("session_id", "session", 1);
     std::fs::write(&cookie, text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = spark_settings()
+    let plan = spark_settings(&[])
         .resolve(&output.path().display().to_string())
         .unwrap_or_else(|e| panic!("{e}"));
     let job = BatchJob {
