@@ -284,16 +284,48 @@ def normalise_all(how: str, values: list) -> list:
 
 
 # The RFC 9562 variant bits (10) over the hash's own two low bits of that nibble.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 
 
-def uuid_texts(datas: list) -> list:
-    """The xxh3-128 hash of each of `datas` shaped as an RFC 9562 version-8 UUID, in its text
-    form: the version nibble set to 8, the variant bits to 10 (ids.rs:
-    uuid::Builder::from_custom_bytes)."""
-    variant = _VARIANT
-    return [f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
-            for h in map(xxhash.xxh3_128_hexdigest, datas)]
+def _uuid_hex(datas: list) -> bytearray:
+    """The xxh3-128 hashes of `datas` as one run of 32 hex digits each, shaped as RFC 9562
+    version-8 UUIDs (ids.rs: uuid::Builder::from_custom_bytes): the version nibble set to 8,
+    the variant bits to 10. Done for all at once by strided slices, not per id."""
+    n = len(datas)
+    hexes = bytearray(b"".join(map(xxhash.xxh3_128_digest, datas)).hex().encode())
+    hexes[12::32] = b"8" * n
+    hexes[16::32] = bytes(hexes[16::32]).translate(_VARIANT)
+    return hexes
+
+
+def uuid_texts(datas: list, hexes: Optional[bytearray] = None) -> list:
+    """The ids of `datas` in their text form, 8-4-4-4-12 hex digits."""
+    n = len(datas)
+    if n == 0:
+        return []
+    if hexes is None:
+        hexes = _uuid_hex(datas)
+    # 37 bytes per id: the text, then a newline to split them at.
+    out = bytearray(37 * n)
+    at = 0
+    for start, length in ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12)):
+        for j in range(length):
+            out[at + j::37] = hexes[start + j::32]
+        at += length
+        out[at::37] = (b"-" if at < 36 else b"\n") * n
+        at += 1
+    texts = out.decode().split("\n")
+    texts.pop()
+    return texts
+
+
+def uuid_texts_and_bytes(datas: list) -> tuple:
+    """The ids of `datas` as text and as their 16 bytes (what an edge id hashes)."""
+    if not datas:
+        return [], []
+    hexes = _uuid_hex(datas)
+    raw = bytes.fromhex(hexes.decode())
+    return uuid_texts(datas, hexes), [raw[i:i + 16] for i in range(0, len(raw), 16)]
 
 
 def vertex_prefix(label: str) -> bytes:
@@ -569,7 +601,49 @@ def _column_check(nullable: bool, lossy: bool) -> re.Pattern:
     return re.compile("|".join(parts))
 
 
+_ASCII_WHITE_SPACE_TO_BLANK = str.maketrans({c: " " for c in WHITE_SPACE if c.isascii()})
 _COLUMN_CHECKS = {(n, lossy): _column_check(n, lossy) for n in (False, True) for lossy in (False, True)}
+
+
+_DAY = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIMESTAMP = _DAY + "[ T](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?Z?"
+# Whole columns of well-formed values, joined by COLUMN_SEPARATOR (checked to hold one per
+# value): what convert_value takes with no change but the form of a timestamp.
+_COLUMN_FORMS = {
+    "date": re.compile(f"{_DAY}(?:\x1f{_DAY})*"),
+    "timestamp": re.compile(f"{_TIMESTAMP}(?:\x1f{_TIMESTAMP})*"),
+}
+
+
+def convert_column(column: Column, raw_values: tuple, lossy: bool):
+    """A whole column's converted values when every value is of the usual form (a string with
+    nothing to trim, a valid date or timestamp), found with one pass of a regular expression;
+    None when some value needs convert_value."""
+    joined = COLUMN_SEPARATOR.join(raw_values)
+    if column.ty == "string":
+        if len(joined) > MAX_FIELD_BYTES // 4:
+            return None
+        if joined.isascii():
+            # The same checks as _COLUMN_CHECKS, as substring searches (much faster than the
+            # regular expression): no empty value, no value starting or ending with white
+            # space, no `null` in a nullable column.
+            bounded = (COLUMN_SEPARATOR + joined + COLUMN_SEPARATOR).translate(_ASCII_WHITE_SPACE_TO_BLANK)
+            if COLUMN_SEPARATOR * 2 in bounded or COLUMN_SEPARATOR + " " in bounded \
+                    or " " + COLUMN_SEPARATOR in bounded:
+                return None
+            if column.nullable and "\x1fnull\x1f" in bounded.lower():
+                return None
+            return raw_values
+        if _COLUMN_CHECKS[(column.nullable, lossy)].search(joined) is None:
+            return raw_values
+        return None
+    form = _COLUMN_FORMS.get(column.ty)
+    if form is None or joined.count(COLUMN_SEPARATOR) != len(raw_values) - 1 or form.fullmatch(joined) is None \
+            or not all(_valid_day(day.encode()) for day in {v[:10] for v in raw_values}):
+        return None
+    if column.ty == "date":
+        return raw_values
+    return [f"{v[:10]}T{v[11:19]}Z" for v in raw_values]
 
 
 def convert_value(column: Column, raw: str, int32: bool, lossy: bool):
@@ -583,17 +657,37 @@ def convert_value(column: Column, raw: str, int32: bool, lossy: bool):
     return convert(column, raw, int32)
 
 
+# A line whose fields are well formed, quoted or not, and one field of it (quoted, unquoted).
+_QUOTED_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^,"]*)(?:,(?:"(?:[^"]|"")*"|[^,"]*))*')
+_LINE_FIELD = re.compile(r'(?:^|,)(?:"((?:[^"]|"")*)"|([^,"]*))')
+
+
 def parse_chunk(text: str, first_line: int) -> Iterator[tuple]:
-    """records(), with a shortcut for a chunk that has no quote and no carriage return (the
-    usual one): its records are its lines."""
-    if '"' in text or "\r" in text:
+    """records(), with shortcuts. In a chunk with no carriage return whose every line holds an
+    even number of quotes (the usual one), no field spans lines, so its records are its lines: a
+    line without quotes is split at commas, a well-formed line with quotes is read by one
+    regular expression, and only a malformed line goes through records()."""
+    if "\r" in text:
         yield from records(text, first_line)
         return
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the chunk ends with a newline (or is empty)
+    if '"' not in text:
+        for i, line in enumerate(lines):
+            yield first_line + i, line.split(","), None
+        return
+    if any(line.count('"') % 2 for line in lines if '"' in line):
+        yield from records(text, first_line)
+        return
+    well_formed, fields_of = _QUOTED_LINE.fullmatch, _LINE_FIELD.findall
     for i, line in enumerate(lines):
-        yield first_line + i, line.split(","), None
+        if '"' not in line:
+            yield first_line + i, line.split(","), None
+        elif well_formed(line):
+            yield first_line + i, [q.replace('""', '"') if q else u for q, u in fields_of(line)], None
+        else:
+            yield from records(line, first_line + i)
 
 
 class Layout:
@@ -649,9 +743,7 @@ class ChunkMapper:
             keys = normalise_all(self.mapping.vertices[label].normalise, missing)
             new = [k for k in set(keys) if k]
             prefix = self.vertex_prefixes[label]
-            texts = uuid_texts([prefix + k.encode() for k in new])
-            from_hex = bytes.fromhex
-            ids = dict(zip(new, [(t, from_hex(t.replace("-", ""))) for t in texts]))
+            ids = dict(zip(new, zip(*uuid_texts_and_bytes([prefix + k.encode() for k in new]))))
             table.update(zip(missing, [(k,) + ids[k] if k else _NO_ID for k in keys]))
         return list(map(table.__getitem__, column))
 
@@ -661,15 +753,21 @@ class ChunkMapper:
         values = []
         problems: dict = {}
         for i, (column, raw_values) in enumerate(zip(columns, zip(*rows))):
-            if column.ty == "string":
-                joined = COLUMN_SEPARATOR.join(raw_values)
-                if len(joined) <= MAX_FIELD_BYTES // 4 and \
-                        _COLUMN_CHECKS[(column.nullable, lossy)].search(joined) is None:
-                    values.append(raw_values)
-                    continue
+            converted = convert_column(column, raw_values, lossy)
+            if converted is not None:
+                values.append(converted)
+                continue
             table, bad = {}, {}
             int32 = i in rules.int32
+            nullable = column.nullable
+            plain_string = column.ty == "string"
             for raw in set(raw_values):
+                # What convert_value takes as it is, told apart without a call.
+                if plain_string and raw and raw[0] not in WHITE_SPACE and raw[-1] not in WHITE_SPACE \
+                        and not (nullable and len(raw) == 4 and raw.lower() == "null") \
+                        and len(raw) <= MAX_FIELD_BYTES // 4 and not (lossy and "\ufffd" in raw):
+                    table[raw] = raw
+                    continue
                 value, reason = convert_value(column, raw, int32, lossy)
                 table[raw] = value
                 if reason is not None:
@@ -1274,13 +1372,14 @@ def run(spark, args: dict) -> dict:
     # tasks than there are cores (a file's neighbouring chunks to different tasks, so each task
     # gets a mix of datasets, which cost differently), and cores stay busy to the end. Not many
     # more: a PySpark task costs about 0.1 s of a core however small it is.
-    groups = parallelism * 2
+    groups = parallelism
     try:
-        partition_bytes = int(spark.conf.get(PARTITION_BYTES_CONF, str(PARTITION_INPUT_BYTES)))
+        # From SparkConf (what --conf sets): the session's SQL conf costs about a second to start.
+        partition_bytes = int(sc.getConf().get(PARTITION_BYTES_CONF, str(PARTITION_INPUT_BYTES)))
     except ValueError:
         partition_bytes = 0
     if partition_bytes <= 0:
-        raise JobError(f"--conf {PARTITION_BYTES_CONF}: `{spark.conf.get(PARTITION_BYTES_CONF)}` "
+        raise JobError(f"--conf {PARTITION_BYTES_CONF}: `{sc.getConf().get(PARTITION_BYTES_CONF)}` "
                        "is not a positive number of bytes")
     layout = Layout(groups, -(-input_bytes // (partition_bytes * groups)))
     partitions = layout.partitions
