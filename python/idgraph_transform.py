@@ -585,7 +585,7 @@ def convert(column: Column, raw: str, int32: bool):
 COLUMN_SEPARATOR = "\x1f"
 _WS = "[" + re.escape(WHITE_SPACE) + "]"
 # A row with no id: its key normalised to nothing.
-_NO_ID = ("", None, None, None)
+_NO_ID = ("", None, None)
 
 
 def _column_check(nullable: bool, lossy: bool) -> re.Pattern:
@@ -662,32 +662,43 @@ _QUOTED_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^,"]*)(?:,(?:"(?:[^"]|"")*"|[^,"]
 _LINE_FIELD = re.compile(r'(?:^|,)(?:"((?:[^"]|"")*)"|([^,"]*))')
 
 
-def parse_chunk(text: str, first_line: int) -> Iterator[tuple]:
-    """records(), with shortcuts. In a chunk with no carriage return whose every line holds an
-    even number of quotes (the usual one), no field spans lines, so its records are its lines: a
-    line without quotes is split at commas, a well-formed line with quotes is read by one
-    regular expression, and only a malformed line goes through records()."""
+def parse_chunk(text: str, first_line: int) -> tuple:
+    """The records of a chunk as records() reads them, as (line numbers, fields, [(line,
+    reason)] for the records it refuses), with shortcuts. In a chunk with no carriage return
+    whose every line holds an even number of quotes (the usual one), no field spans lines, so
+    its records are its lines: a line without quotes is split at commas, a well-formed line with
+    quotes is read by one regular expression, and only a malformed line goes through records()."""
     if "\r" in text:
-        yield from records(text, first_line)
-        return
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the chunk ends with a newline (or is empty)
+        return _collect(records(text, first_line))
+    text_lines = text.split("\n")
+    if text_lines[-1] == "":
+        text_lines.pop()  # the chunk ends with a newline (or is empty)
+    numbers = list(range(first_line, first_line + len(text_lines)))
     if '"' not in text:
-        for i, line in enumerate(lines):
-            yield first_line + i, line.split(","), None
-        return
-    if any(line.count('"') % 2 for line in lines if '"' in line):
-        yield from records(text, first_line)
-        return
+        return numbers, [line.split(",") for line in text_lines], []
+    if any(line.count('"') % 2 for line in text_lines if '"' in line):
+        return _collect(records(text, first_line))
     well_formed, fields_of = _QUOTED_LINE.fullmatch, _LINE_FIELD.findall
-    for i, line in enumerate(lines):
-        if '"' not in line:
-            yield first_line + i, line.split(","), None
-        elif well_formed(line):
-            yield first_line + i, [q.replace('""', '"') if q else u for q, u in fields_of(line)], None
+    rows = [line.split(",") if '"' not in line
+            else [q.replace('""', '"') if q else u for q, u in fields_of(line)] if well_formed(line)
+            else None
+            for line in text_lines]
+    if not any(fields is None for fields in rows):
+        return numbers, rows, []
+    return _collect(record for number, line, fields in zip(numbers, text_lines, rows)
+                    for record in ([(number, fields, None)] if fields is not None else records(line, number)))
+
+
+def _collect(parsed: Iterator[tuple]) -> tuple:
+    """(line numbers, fields, [(line, reason)]) of records()' output."""
+    numbers, rows, errors = [], [], []
+    for line, fields, error in parsed:
+        if error is None:
+            numbers.append(line)
+            rows.append(fields)
         else:
-            yield from records(line, first_line + i)
+            errors.append((line, error))
+    return numbers, rows, errors
 
 
 class Layout:
@@ -797,16 +808,18 @@ class ChunkMapper:
         width = len(columns)
         base = (dataset_index << 60) | (file_index << 40)
         rejects: list = []
-        rows: list = []
-        lines: list = []
-        for line, fields, error in parse_chunk(text, first_line):
-            if error is None and len(fields) != width:
-                error = f"expected {width} fields, found {len(fields)}"
-            if error is not None:
-                rejects.append((base | line, (dataset, file, line, "", error)))
-                continue
-            rows.append(fields)
-            lines.append(line)
+        lines, rows, errors = parse_chunk(text, first_line)
+        for line, error in errors:
+            rejects.append((base | line, (dataset, file, line, "", error)))
+        if any(len(fields) != width for fields in rows):
+            kept = []
+            for line, fields in zip(lines, rows):
+                if len(fields) == width:
+                    kept.append((line, fields))
+                else:
+                    rejects.append((base | line, (dataset, file, line, "",
+                                                  f"expected {width} fields, found {len(fields)}")))
+            lines, rows = [k[0] for k in kept], [k[1] for k in kept]
         partitions = layout.partitions
         hashes: list = [[] for _ in range(partitions)]
         blocks: dict = {}  # label -> [ids, keys or froms, tos or None, [property columns]]
@@ -824,8 +837,12 @@ class ChunkMapper:
         if n:
             # Exact duplicates are counted by a hash of the row's values (repr is injective
             # on a tuple of strings and Nones).
-            for h in map(xxhash.xxh3_128_intdigest, map(str.encode, map(repr, zip(*values)))):
-                hashes[h % partitions].append(h)
+            row_hashes = list(map(xxhash.xxh3_128_intdigest, map(str.encode, map(repr, zip(*values)))))
+            if partitions == 1:
+                hashes[0] = row_hashes
+            else:
+                for h in row_hashes:
+                    hashes[h % partitions].append(h)
             self._elements(dataset, rules, values, n, base, lines, blocks)
         out: list = [[] for _ in range(partitions)]
         for label, block in blocks.items():
@@ -882,6 +899,8 @@ class ChunkMapper:
                 by_position[p] = source if picked is None else [source[i] for i in picked]
             return by_position
 
+        # (label, column) of this dataset's vertex rules: their ids all have a row already.
+        with_rows = {(label, key_column) for label, key_column, _ in rules.vertices}
         for label, key_column, props in rules.vertices:
             resolved = self.lookup(label, values[key_column])
             used = None
@@ -910,10 +929,14 @@ class ChunkMapper:
             prefix = self.edge_prefixes[label]
             if not props and not key_columns:
                 # An edge without properties or keys is its endpoints: once per task.
-                pairs = {(f[1], t[1]): (f, t) for f, t in zip(froms, tos)
-                         if f[1] is not None and t[1] is not None}
+                if _NO_ID in froms or _NO_ID in tos:
+                    pairs = {(f[1], t[1]): (f, t) for f, t in zip(froms, tos)
+                             if f[1] is not None and t[1] is not None}
+                else:
+                    # (Rows of one pair resolve to equal tuples: which is kept does not matter.)
+                    pairs = dict(zip(zip(map(id_of, froms), map(id_of, tos)), zip(froms, tos)))
                 seen = self.plain_edges[label]
-                ends = [ft for pair, ft in pairs.items() if pair not in seen]
+                ends = [ft for pair, ft in pairs.items() if pair not in seen] if seen else list(pairs.values())
                 seen.update(pairs)
                 datas = [prefix + f[2] + t[2] for f, t in ends]
                 prop_columns, seqs = None, None
@@ -928,7 +951,9 @@ class ChunkMapper:
                 seqs = [base | lines[i] for i in used]
             # Endpoints not seen yet in this task get a row of their own (the vertex exists
             # even when no rule gives it properties).
-            for side, end_label in ((0, f_label), (1, t_label)):
+            for side, end_label, end_column in ((0, f_label, f_column), (1, t_label, t_column)):
+                if (end_label, end_column) in with_rows:
+                    continue  # a vertex rule of these rows already gave every one of them a row
                 fresh = {r[1]: r[0] for r in map(itemgetter(side), ends) if r[1] not in plain_vertices}
                 if fresh:
                     add(end_label, list(fresh), list(fresh.values()), None, None)
@@ -1198,18 +1223,21 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
         yield from write_label(index, label, merge_block(*block), staging, mapping, limit, use_gzip)
 
 
-# A value in a column joined by COLUMN_SEPARATOR that push_field or push_string_value would
-# change (as _SPECIAL finds it in one value).
-_SPECIAL_IN_COLUMN = re.compile(r'[\x00,";\r\n]|(?:^|\x1f)[ \t]|[ \t](?:\x1f|\Z)')
+# What _SPECIAL finds in a value: one of these characters, or a blank or tab at either end (next
+# to COLUMN_SEPARATOR in a column joined by it and bounded by it).
+_SPECIAL_CHARACTERS = '\x00,";\r\n'
+_BLANK_EDGES = [COLUMN_SEPARATOR + c for c in " \t"] + [c + COLUMN_SEPARATOR for c in " \t"]
 
 
 def _column_text(values, push) -> list:
     """A column's values as written (None as empty), with `push` called only when some value
-    needs it."""
+    needs it: one that _SPECIAL finds something in, told here by substring searches over the
+    whole column (much faster than a regular expression)."""
     texts = ["" if v is None else v for v in values]
-    if _SPECIAL_IN_COLUMN.search(COLUMN_SEPARATOR.join(texts)) is None:
-        return texts
-    return [push(v) for v in texts]
+    bounded = COLUMN_SEPARATOR + COLUMN_SEPARATOR.join(texts) + COLUMN_SEPARATOR
+    if any(c in bounded for c in _SPECIAL_CHARACTERS) or any(edge in bounded for edge in _BLANK_EDGES):
+        return [push(v) for v in texts]
+    return texts
 
 
 def write_label(index: int, label: int, block: tuple, staging: str, mapping: Mapping, limit: int,
@@ -1391,7 +1419,9 @@ def run(spark, args: dict) -> dict:
         # for (pickling each record, several times).
         with gc_paused():
             mapper = ChunkMapper(mapping, layout)
-            for _, (d, place, name, text, line, lossy) in pieces:
+            # In source order, whatever order the shuffle hands them over in: which chunk
+            # first gives a vertex or edge its row decides where it is written.
+            for _, (d, place, name, text, line, lossy) in sorted(pieces, key=lambda p: (p[1][1], p[1][4])):
                 good, rejects, hashes, blocks = mapper.map_chunk(d, place, name, text, line, lossy)
                 told.add([("chunk", (place, line), (d, good, rejects))])
                 seq = (d << 60) | (place << 40) | line
