@@ -613,12 +613,20 @@ _COLUMN_FORMS = {
     "date": re.compile(f"{_DAY}(?:\x1f{_DAY})*"),
     "timestamp": re.compile(f"{_TIMESTAMP}(?:\x1f{_TIMESTAMP})*"),
 }
+# Whole numbers already written as convert_value writes them (no sign but a minus, no leading
+# zero, not -0), short enough to fit a Long (18 digits) or an Int (9 digits).
+_LONG = "(?:-?[1-9][0-9]{0,17}|0)"
+_INT = "(?:-?[1-9][0-9]{0,8}|0)"
+_WHOLE_NUMBER_COLUMNS = {
+    False: re.compile(f"{_LONG}(?:\x1f{_LONG})*"),
+    True: re.compile(f"{_INT}(?:\x1f{_INT})*"),
+}
 
 
-def convert_column(column: Column, raw_values: tuple, lossy: bool):
+def convert_column(column: Column, raw_values: tuple, int32: bool, lossy: bool):
     """A whole column's converted values when every value is of the usual form (a string with
-    nothing to trim, a valid date or timestamp), found with one pass of a regular expression;
-    None when some value needs convert_value."""
+    nothing to trim, a whole number as it is written out, a valid date or timestamp), found
+    with one pass of a regular expression; None when some value needs convert_value."""
     joined = COLUMN_SEPARATOR.join(raw_values)
     if column.ty == "string":
         if len(joined) > MAX_FIELD_BYTES // 4:
@@ -637,8 +645,12 @@ def convert_column(column: Column, raw_values: tuple, lossy: bool):
         if _COLUMN_CHECKS[(column.nullable, lossy)].search(joined) is None:
             return raw_values
         return None
+    if joined.count(COLUMN_SEPARATOR) != len(raw_values) - 1:
+        return None
+    if column.ty == "int":
+        return raw_values if _WHOLE_NUMBER_COLUMNS[int32].fullmatch(joined) is not None else None
     form = _COLUMN_FORMS.get(column.ty)
-    if form is None or joined.count(COLUMN_SEPARATOR) != len(raw_values) - 1 or form.fullmatch(joined) is None \
+    if form is None or form.fullmatch(joined) is None \
             or not all(_valid_day(day.encode()) for day in {v[:10] for v in raw_values}):
         return None
     if column.ty == "date":
@@ -678,15 +690,24 @@ def parse_chunk(text: str, first_line: int) -> tuple:
         return numbers, [line.split(",") for line in text_lines], []
     if any(line.count('"') % 2 for line in text_lines if '"' in line):
         return _collect(records(text, first_line))
-    well_formed, fields_of = _QUOTED_LINE.fullmatch, _LINE_FIELD.findall
-    rows = [line.split(",") if '"' not in line
-            else [q.replace('""', '"') if q else u for q, u in fields_of(line)] if well_formed(line)
-            else None
-            for line in text_lines]
+    rows = [line.split(",") if '"' not in line else _quoted_fields(line) for line in text_lines]
     if not any(fields is None for fields in rows):
         return numbers, rows, []
     return _collect(record for number, line, fields in zip(numbers, text_lines, rows)
                     for record in ([(number, fields, None)] if fields is not None else records(line, number)))
+
+
+def _quoted_fields(line: str) -> Optional[list]:
+    """The fields of a line with quotes, or None when it is not well formed. The usual one
+    quotes one field, with no quote inside: it is split at its quotes and commas."""
+    if line.count('"') == 2:
+        before, quoted, after = line.split('"')
+        if (not before or before[-1] == ",") and (not after or after[0] == ","):
+            return (before[:-1].split(",") if before else []) + [quoted] + \
+                (after[1:].split(",") if after else [])
+    if _QUOTED_LINE.fullmatch(line) is None:
+        return None
+    return [q.replace('""', '"') if q else u for q, u in _LINE_FIELD.findall(line)]
 
 
 def _collect(parsed: Iterator[tuple]) -> tuple:
@@ -764,12 +785,12 @@ class ChunkMapper:
         values = []
         problems: dict = {}
         for i, (column, raw_values) in enumerate(zip(columns, zip(*rows))):
-            converted = convert_column(column, raw_values, lossy)
+            int32 = i in rules.int32
+            converted = convert_column(column, raw_values, int32, lossy)
             if converted is not None:
                 values.append(converted)
                 continue
             table, bad = {}, {}
-            int32 = i in rules.int32
             nullable = column.nullable
             plain_string = column.ty == "string"
             for raw in set(raw_values):

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command (the README's, and what .ci/run runs after fmt and clippy): makes the
-# Python environment the Spark and Glue tests use (target/pyenv), installs redis-server when it
-# is missing, then runs every test.
+# Python environment the Spark and Glue tests use (target/pyenv), runs the Spark job's Python
+# tests, installs redis-server when it is missing, then runs every Rust test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/python-env.sh >/dev/null
+python_bin=$(scripts/python-env.sh)
+# The Spark job's fast paths against the plain code they stand in for (a few seconds).
+"$python_bin/python" -m unittest discover -s python/tests
 # The stream consumer's identity-cache tests start a real redis-server (Debian's package).
 if ! command -v redis-server >/dev/null; then
   echo "test.sh: installing redis-server (Debian package) for the identity-cache tests" >&2
