@@ -29,7 +29,8 @@ to the driver by accumulator, its element rows into one shuffle, partitioned by 
 mapping has run and before any graph file is written; then each partition merges its elements'
 rows in source order and writes them. Local paths are written with Python file I/O, s3:// with
 boto3 and server-side encryption. Spark settings: `spark.idgraph.partitionInputBytes` (source
-bytes per merge partition, at most; 32 MiB) splits label groups by id range sooner.
+bytes per merge partition, at most; 32 MiB) splits label groups by id range sooner;
+`spark.idgraph.chunkBytes` (2 MiB) is the size of a chunk.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ import xxhash
 
 DATASETS = ("first_party", "cookie", "clickstream", "transactional")
 CHUNK_BYTES = 2 << 20
+CHUNK_BYTES_CONF = "spark.idgraph.chunkBytes"
 # Source bytes per mapping task, as the input grows (at least three tasks per core are made).
 MAP_TASK_INPUT_BYTES = 16 << 20
 # Source bytes per partition of the merge and write (at most; a Spark conf can lower it).
@@ -1181,7 +1183,7 @@ def check_header(name: str, dataset: str, expected: list, found: list) -> None:
 
 
 def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str,
-                data: bytes) -> Iterator[tuple]:
+                data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple]:
     """("chunk", dataset, file index, name, text, first line, lossy, start) for each chunk of a file,
     ("note", text) for what is worth telling; a bad header raises JobError."""
     dataset = DATASETS[dataset_index]
@@ -1204,7 +1206,7 @@ def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str
     for _ in range(header_lines):
         nl = encoded.find(b"\n", body)
         body = len(encoded) if nl < 0 else nl + 1
-    for start, end, line in split_chunks(encoded, body, header_lines + 1, CHUNK_BYTES):
+    for start, end, line in split_chunks(encoded, body, header_lines + 1, chunk_bytes):
         yield "chunk", dataset_index, file_index, name, encoded[start:end].decode("utf-8"), line, lossy, start
 
 
@@ -1352,6 +1354,19 @@ def flag(value: Optional[str]) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
+def byte_setting(sc, name: str, default: int) -> int:
+    """A positive number of bytes from SparkConf (what --conf sets; the session's SQL conf
+    would cost about a second to start)."""
+    given = sc.getConf().get(name, str(default))
+    try:
+        value = int(given)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise JobError(f"--conf {name}: `{given}` is not a positive number of bytes")
+    return value
+
+
 def run(spark, args: dict) -> dict:
     started = time.time()
     for required in ("input", "output", "batch", "sources_schema", "mapping"):
@@ -1399,6 +1414,7 @@ def run(spark, args: dict) -> dict:
     sc = spark.sparkContext
     parallelism = max(sc.defaultParallelism, 2)
     root = args["input"]
+    chunk_bytes = byte_setting(sc, CHUNK_BYTES_CONF, CHUNK_BYTES)
     # What the tasks tell the driver besides their rows: notes, and per chunk its good rows and
     # rejects. Keyed (by file place, by chunk), so a task that Spark runs again adds nothing.
     told = sc.accumulator([], ListParam())
@@ -1409,11 +1425,11 @@ def run(spark, args: dict) -> dict:
         # Each chunk is keyed by where it starts among all the input bytes, which deals
         # neighbouring chunks to different mapping tasks.
         d, place, path, offset = entry
-        for piece in file_chunks(mapping, d, place, path, read_bytes(join(root, path))):
+        for piece in file_chunks(mapping, d, place, path, read_bytes(join(root, path)), chunk_bytes):
             if piece[0] == "note":
                 told.add([("note", place, piece[1])])
             else:
-                yield (offset + piece[-1]) // CHUNK_BYTES % map_tasks, piece[1:-1]
+                yield (offset + piece[-1]) // chunk_bytes % map_tasks, piece[1:-1]
 
     # Elements meet by label group, and also by id range once the input is large enough that
     # one partition's rows (about 10 times its share of source bytes, as Python objects) would
@@ -1422,14 +1438,7 @@ def run(spark, args: dict) -> dict:
     # gets a mix of datasets, which cost differently), and cores stay busy to the end. Not many
     # more: a PySpark task costs about 0.1 s of a core however small it is.
     groups = parallelism
-    try:
-        # From SparkConf (what --conf sets): the session's SQL conf costs about a second to start.
-        partition_bytes = int(sc.getConf().get(PARTITION_BYTES_CONF, str(PARTITION_INPUT_BYTES)))
-    except ValueError:
-        partition_bytes = 0
-    if partition_bytes <= 0:
-        raise JobError(f"--conf {PARTITION_BYTES_CONF}: `{sc.getConf().get(PARTITION_BYTES_CONF)}` "
-                       "is not a positive number of bytes")
+    partition_bytes = byte_setting(sc, PARTITION_BYTES_CONF, PARTITION_INPUT_BYTES)
     layout = Layout(groups, -(-input_bytes // (partition_bytes * groups)))
     partitions = layout.partitions
     map_tasks = max(parallelism * 3, -(-input_bytes // MAP_TASK_INPUT_BYTES))

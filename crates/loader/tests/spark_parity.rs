@@ -230,9 +230,21 @@ fn clean_data_and_an_incremental_batch_on_spark_equal_rust_and_load_without_erro
         &spark.join("datasets/sources"),
     );
     rust_transform(rust, transform::Selection::Initial, 0.01);
-    let report = load_with_spark(spark, false, &[]);
+    // Chunks of 20 kB: each task maps several, in and out of source order, so what a task
+    // keeps across chunks (resolved keys, rows without properties it has already sent) and the
+    // merge of chunks in source order are exercised, not only one chunk per file.
+    let small_chunks = ["spark.idgraph.chunkBytes=20000"];
+    let report = load_with_spark(spark, false, &small_chunks);
     let initial = "datasets/graph/initial";
     let n = assert_same_batch(&rust.join(initial), &spark.join(initial));
+    // The same sources again give the same files, byte for byte.
+    let again = tempdir();
+    let rerun = spark_job(spark, again.path(), &small_chunks, 0.01);
+    assert_eq!(
+        files_with_digests(&manifest(&spark.join(initial))),
+        files_with_digests(&rerun),
+        "a second run wrote different files"
+    );
     assert!(n > 5_000, "{n} elements");
     let loaded = &report.batches[0];
     assert!(loaded.transformed);
@@ -310,7 +322,9 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
             &rust_dir.path().join("datasets/sources"),
         );
         rust_transform(rust_dir.path(), transform::Selection::Initial, reject_rate);
-        let settings = spark_settings(&[]);
+        // Chunks of 256 bytes, a few rows each: an element's rows fall in different chunks and
+        // tasks, and their merge must still take them in source order.
+        let settings = spark_settings(&["spark.idgraph.chunkBytes=256"]);
         let plan = settings
             .resolve(&spark_dir.path().display().to_string())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -335,6 +349,38 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
         assert_same_batch(&rust_dir.path().join(batch), &spark_dir.path().join(batch));
         assert_split(&spark_dir.path().join(batch), name);
     }
+}
+
+/// The Spark job run directly (spark-submit) on `input`'s initial sources into `output`, with
+/// more Spark settings; its manifest.
+fn spark_job(input: &Path, output: &Path, conf: &[&str], reject_rate: f64) -> serde_json::Value {
+    let plan = spark_settings(conf)
+        .resolve(&output.display().to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let job = BatchJob {
+        input: idgraph_storage::Location::Local(input.to_path_buf()),
+        output: idgraph_storage::Location::Local(output.to_path_buf()),
+        kind: idgraph_core::SourceKind::Initial,
+        mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
+        max_reject_rate: reject_rate,
+        max_file_bytes: 256_000_000,
+        gzip: false,
+        force: false,
+    };
+    let report = spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.state, "FINISHED");
+    manifest(&output.join("datasets/graph/initial"))
+}
+
+/// (path, SHA-256) of every file a manifest lists.
+fn files_with_digests(manifest: &serde_json::Value) -> Vec<(String, String)> {
+    manifest["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (f["path"].to_string(), f["sha256"].to_string()))
+        .collect()
 }
 
 /// Bytes of text after which the job starts a new file, in the test above.
