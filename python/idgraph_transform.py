@@ -585,26 +585,13 @@ def convert(column: Column, raw: str, int32: bool):
 # Separates a column's values when the whole column is checked at once. A value that holds it
 # only adds boundaries, which can only make a check find something (the slow path then decides).
 COLUMN_SEPARATOR = "\x1f"
-_WS = "[" + re.escape(WHITE_SPACE) + "]"
 # A row with no id: its key normalised to nothing.
 _NO_ID = ("", None, None)
 
 
-def _column_check(nullable: bool, lossy: bool) -> re.Pattern:
-    """Finds, in a column's values joined by COLUMN_SEPARATOR, any value that the per-value
-    conversion of a string column would not take as it is: empty, starting or ending with white
-    space, `null` in a nullable column, or (in a file that was not valid UTF-8) a replacement
-    character."""
-    parts = [f"(?:^|\x1f)(?:\x1f|\\Z|{_WS})", f"{_WS}(?:\x1f|\\Z)"]
-    if nullable:
-        parts.append("(?:^|\x1f)(?i:null)(?:\x1f|\\Z)")
-    if lossy:
-        parts.append("\ufffd")
-    return re.compile("|".join(parts))
-
-
-_ASCII_WHITE_SPACE_TO_BLANK = str.maketrans({c: " " for c in WHITE_SPACE if c.isascii()})
-_COLUMN_CHECKS = {(n, lossy): _column_check(n, lossy) for n in (False, True) for lossy in (False, True)}
+# Every white space character as a blank, so that a column's values can be checked for white
+# space at either end by looking for a blank next to COLUMN_SEPARATOR.
+_WHITE_SPACE_TO_BLANK = str.maketrans({c: " " for c in WHITE_SPACE})
 
 
 _DAY = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -631,22 +618,18 @@ def convert_column(column: Column, raw_values: tuple, int32: bool, lossy: bool):
     with one pass of a regular expression; None when some value needs convert_value."""
     joined = COLUMN_SEPARATOR.join(raw_values)
     if column.ty == "string":
-        if len(joined) > MAX_FIELD_BYTES // 4:
+        # Taken as it is unless some value is too long, not valid UTF-8, empty, starts or ends
+        # with white space, or is `null` in a nullable column: substring searches over the
+        # whole column (much faster than a regular expression).
+        if len(joined) > MAX_FIELD_BYTES // 4 or (lossy and "\ufffd" in joined):
             return None
-        if joined.isascii():
-            # The same checks as _COLUMN_CHECKS, as substring searches (much faster than the
-            # regular expression): no empty value, no value starting or ending with white
-            # space, no `null` in a nullable column.
-            bounded = (COLUMN_SEPARATOR + joined + COLUMN_SEPARATOR).translate(_ASCII_WHITE_SPACE_TO_BLANK)
-            if COLUMN_SEPARATOR * 2 in bounded or COLUMN_SEPARATOR + " " in bounded \
-                    or " " + COLUMN_SEPARATOR in bounded:
-                return None
-            if column.nullable and "\x1fnull\x1f" in bounded.lower():
-                return None
-            return raw_values
-        if _COLUMN_CHECKS[(column.nullable, lossy)].search(joined) is None:
-            return raw_values
-        return None
+        bounded = (COLUMN_SEPARATOR + joined + COLUMN_SEPARATOR).translate(_WHITE_SPACE_TO_BLANK)
+        if COLUMN_SEPARATOR * 2 in bounded or COLUMN_SEPARATOR + " " in bounded \
+                or " " + COLUMN_SEPARATOR in bounded:
+            return None
+        if column.nullable and "\x1fnull\x1f" in bounded.lower():
+            return None
+        return raw_values
     if joined.count(COLUMN_SEPARATOR) != len(raw_values) - 1:
         return None
     if column.ty == "int":
@@ -722,6 +705,11 @@ def _collect(parsed: Iterator[tuple]) -> tuple:
         else:
             errors.append((line, error))
     return numbers, rows, errors
+
+
+def source_order(dataset_index: int, file_index: int) -> int:
+    """Where a file's rows stand in source order (dataset, file, line): OR in the line."""
+    return (dataset_index << 60) | (file_index << 40)
 
 
 class Layout:
@@ -829,7 +817,7 @@ class ChunkMapper:
         columns = mapping.columns[dataset]
         rules = mapping.rules[dataset]
         width = len(columns)
-        base = (dataset_index << 60) | (file_index << 40)
+        base = source_order(dataset_index, file_index)
         rejects: list = []
         lines, rows, errors = parse_chunk(text, first_line)
         for line, error in errors:
@@ -1052,12 +1040,6 @@ def push_string_value(value: str) -> str:
     if ";" in value:
         return push_field(value.replace(";", "\\;"))
     return push_field(value)
-
-
-def property_text(ty: str, value: Optional[str]) -> str:
-    if value is None:
-        return ""
-    return push_string_value(value) if ty == "String" else push_field(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1454,7 +1436,7 @@ def run(spark, args: dict) -> dict:
             for _, (d, place, name, text, line, lossy) in sorted(pieces, key=lambda p: (p[1][1], p[1][4])):
                 good, rejects, hashes, blocks = mapper.map_chunk(d, place, name, text, line, lossy)
                 told.add([("chunk", (place, line), (d, good, rejects))])
-                seq = (d << 60) | (place << 40) | line
+                seq = source_order(d, place) | line
                 for p in range(partitions):
                     if blocks[p] or hashes[p]:
                         yield p, marshal.dumps((seq, d, hashes[p], blocks[p]))

@@ -30,7 +30,8 @@ class Shortcuts(unittest.TestCase):
 
     def test_columns_convert_as_convert_value_does(self):
         rng = random.Random(2)
-        pool = ["", " ", "a", " a", "a ", "null", "NULL", "Null", "x\x1fy", "\x1f", "é ", "\u00a0x",
+        pool = ["", " ", "a", " a", "a ", "null", "NULL", "Null", "x\x1fy", "\x1f", "é ", "\u00a0x", "\u00a0",
+                "\u3000\u2003", " null ",
                 "x\u2003", "\ufffd", "2020-01-31", "2020-02-30", "2020-02-29", "2021-02-29",
                 "2020-13-01", "2020-1-01", "\uff12020-01-01", "2020-01-31 10:11:12",
                 "2020-01-31T10:11:12", "2020-01-31 24:00:00", "2020-01-31 10:11:12.5Z",
