@@ -237,9 +237,14 @@ fn clean_data_and_an_incremental_batch_on_spark_equal_rust_and_load_without_erro
     let report = load_with_spark(spark, false, &small_chunks);
     let initial = "datasets/graph/initial";
     let n = assert_same_batch(&rust.join(initial), &spark.join(initial));
-    // The same sources again give the same files, byte for byte.
+    // The same sources again give the same files, byte for byte, whether the driver reads
+    // this small batch (the first run) or a stage of tasks does (as a large batch is read).
     let again = tempdir();
-    let rerun = spark_job(spark, again.path(), &small_chunks, 0.01);
+    let task_read = [
+        "spark.idgraph.chunkBytes=20000",
+        "spark.idgraph.driverReadBytes=0",
+    ];
+    let rerun = spark_job(spark, again.path(), &task_read, 0.01);
     assert_eq!(
         files_with_digests(&manifest(&spark.join(initial))),
         files_with_digests(&rerun),
@@ -288,8 +293,16 @@ fn dirty_data_on_spark_equals_rust_reject_for_reject_and_loads_without_errors() 
     );
     rust_transform(rust, transform::Selection::Initial, 0.01);
     // Partitions of 100 kB of source bytes: elements meet by label group and id range, as they
-    // do when the input is large (a small batch's meet by label group alone).
-    load_with_spark(spark, false, &["spark.idgraph.partitionInputBytes=100000"]);
+    // do when the input is large (a small batch's meet by label group alone); and the sources
+    // are read by a stage of tasks, as a large batch's are (a small batch's by the driver).
+    load_with_spark(
+        spark,
+        false,
+        &[
+            "spark.idgraph.partitionInputBytes=100000",
+            "spark.idgraph.driverReadBytes=0",
+        ],
+    );
     let initial = Path::new("datasets/graph/initial");
     assert_same_batch(&rust.join(initial), &spark.join(initial));
     let partitions: BTreeSet<String> = manifest(&spark.join(initial))["files"]
