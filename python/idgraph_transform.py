@@ -287,7 +287,15 @@ def normalise_all(how: str, values: list) -> list:
         return [(v or "").strip(WHITE_SPACE).lower() for v in values]
     if how == "upper":
         return [(v or "").strip(WHITE_SPACE).upper() for v in values]
-    return [normalise(how, v or "") for v in values]
+    texts = [v or "" for v in values]
+    joined = COLUMN_SEPARATOR.join(texts)
+    if "x" in joined or "X" in joined or joined.count(COLUMN_SEPARATOR) != len(texts) - 1:
+        return [normalise(how, v) for v in texts]
+    # Phone numbers without an extension (no `x`): their digits are all their digits (white
+    # space is not a digit, so trimming changes nothing), found for the whole column at once.
+    return [d[1:] if len(d) == 11 and d[0] == "1" else d[3:] if len(d) == 13 and d[:3] == "001" else d
+            for d in _NOT_A_DIGIT_OR_SEPARATOR.sub("", joined).split(COLUMN_SEPARATOR)]
+
 
 
 # The RFC 9562 variant bits (10) over the hash's own two low bits of that nibble.
@@ -603,6 +611,7 @@ def convert(column: Column, raw: str, int32: bool):
 # Separates a column's values when the whole column is checked at once. A value that holds it
 # only adds boundaries, which can only make a check find something (the slow path then decides).
 COLUMN_SEPARATOR = "\x1f"
+_NOT_A_DIGIT_OR_SEPARATOR = re.compile(f"[^0-9{COLUMN_SEPARATOR}]")
 # A row with no id: its key normalised to nothing.
 _NO_ID = ("", None, None)
 

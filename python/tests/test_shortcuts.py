@@ -58,6 +58,18 @@ class Shortcuts(unittest.TestCase):
             self.assertEqual([v for r, v in enumerate(values[0]) if r not in problems],
                              [e[0] for e in expected if e[1] is None], (column, lossy, raw))
 
+    def test_keys_normalise_as_normalise_does(self):
+        rng = random.Random(5)
+        pieces = ["1", "0", "5", "9", "+", "-", " ", "(", ")", ".", "x", "X", "ext", "\u00a0", "\u0663",
+                  "\uff11", "\x1f", "a", "É", "001", "1555"]
+        for _ in range(ROUNDS):
+            how = rng.choice(["phone", "phone", "trim", "lower", "upper"])
+            values = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(rng.randint(1, 5))]
+            if rng.random() < 0.2:
+                values[0] = None
+            self.assertEqual(job.normalise_all(how, values), [job.normalise(how, v or "") for v in values],
+                             (how, values))
+
     def test_column_text_escapes_as_push_does(self):
         rng = random.Random(3)
         pool = ["", " ", "a", " a", "a ", "\ta", "a\t", "a,b", 'a"b', "a;b", "x\x1fy", "\x1f",
