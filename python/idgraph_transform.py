@@ -25,9 +25,10 @@ Work: the driver lists the batch's files; a task per file decodes it and cuts it
 boundaries exactly as Rust cuts them, and the chunks are dealt round-robin to a few mapping tasks
 per core (a small batch is read and cut by the driver, which hands each mapping task its chunks). A chunk is parsed and mapped a column at a time; its rejects, notes and row counts go
 to the driver by accumulator, its element rows into one shuffle, partitioned by label group
-(and by id range too when the input is large). The driver checks the reject rate once the
-mapping has run and before any graph file is written; then each partition merges its elements'
-rows in source order and writes them. Local paths are written with Python file I/O, s3:// with
+(and by id range too when the input is large). Each partition merges its elements' rows in
+source order and writes them; the driver checks the reject rate before the batch is published
+(locally, files are written to a staging folder that one rename publishes; on S3, where they are
+written in place, the mapping runs first and the check comes before any graph file). Local paths are written with Python file I/O, s3:// with
 boto3 and server-side encryption. Spark settings: `spark.idgraph.partitionInputBytes` (source
 bytes per merge partition, at most; 32 MiB) splits label groups by id range sooner;
 `spark.idgraph.chunkBytes` (2 MiB) is the size of a chunk; `spark.idgraph.driverReadBytes`
@@ -1485,35 +1486,37 @@ def run(spark, args: dict) -> dict:
                   .partitionBy(map_tasks, lambda task: task)
                   .mapPartitions(lambda pieces: map_task(chunk for _, chunk in pieces)))
     shuffled = mapped.partitionBy(partitions, lambda p: p)
-    # Runs the mapping (its output stays in Spark's shuffle files for the write) without
-    # handing it to Python again: rejects must be counted before any graph file is written.
-    shuffled._jrdd.count()
-    chunk_reports, note_places = {}, set()
-    for kind, key, value in told.value:
-        if kind == "note":
-            note_places.add((key, value))
-        else:
-            chunk_reports[key] = value
-    rejects = [r for _, r in sorted(r for _, _, chunk in chunk_reports.values() for r in chunk)]
-    notes = [text for _, text in sorted(notes + list(note_places))]
-    good_rows = sum(good for _, good, _ in chunk_reports.values())
-    timings["read_parse_map"] = round(time.time() - mark, 3)
-    mark = time.time()
 
-    rows = good_rows + len(rejects)
-    rejects_text = rejects_csv(rejects)
-    if rows > 0 and len(rejects) > max_rate * rows:
-        write_bytes(join(target, "rejects.csv"), rejects_text.encode())
-        first = rejects[0]
-        raise JobError(f"batch {batch}: {len(rejects)} of {rows} rows rejected "
-                       f"({100 * len(rejects) / rows:.2f}%), more than --max-reject-rate {100 * max_rate:.2f}%; "
-                       f"the graph was not written. Every reject is in {join(target, 'rejects.csv')}; "
-                       f"the first: {first[1]}:{first[2]}: {first[4]}")
+    def tally() -> tuple:
+        """The rejects (in source order), notes and good rows the mapping told; raises JobError,
+        having written rejects.csv beside where the graph would go, when there are too many."""
+        chunk_reports, note_places = {}, set()
+        for kind, key, value in told.value:
+            if kind == "note":
+                note_places.add((key, value))
+            else:
+                chunk_reports[key] = value
+        rejects = [r for _, r in sorted(r for _, _, chunk in chunk_reports.values() for r in chunk)]
+        rows = sum(good for _, good, _ in chunk_reports.values()) + len(rejects)
+        if rows > 0 and len(rejects) > max_rate * rows:
+            write_bytes(join(target, "rejects.csv"), rejects_csv(rejects).encode())
+            first = rejects[0]
+            raise JobError(f"batch {batch}: {len(rejects)} of {rows} rows rejected "
+                           f"({100 * len(rejects) / rows:.2f}%), more than --max-reject-rate {100 * max_rate:.2f}%; "
+                           f"the graph was not written. Every reject is in {join(target, 'rejects.csv')}; "
+                           f"the first: {first[1]}:{first[2]}: {first[4]}")
+        return rejects, [text for _, text in sorted(notes + list(note_places))]
 
-    # Staging: a folder beside the target locally (published by one rename), the target itself
-    # on S3 (published by writing the manifest last).
+    # Staging: a folder beside the target locally (published by one rename, after the rejects
+    # are counted), the target itself on S3 (published by writing the manifest last). So on S3
+    # the mapping runs first, on its own, and the rejects are counted before any graph file is
+    # written: a JVM-side count, whose output stays in Spark's shuffle files for the write.
     if is_s3(target):
         staging = target
+        shuffled._jrdd.count()
+        rejects, notes = tally()
+        timings["read_parse_map"] = round(time.time() - mark, 3)
+        mark = time.time()
     else:
         staging = join(args["output"], f"datasets/graph/.staging-{batch}-{os.getpid()}-{int(time.time())}")
 
@@ -1523,6 +1526,8 @@ def run(spark, args: dict) -> dict:
                 yield from write_partition(index, blobs, staging, mapping, limit, use_gzip)
 
         results = shuffled.mapPartitionsWithIndex(write_task).collect()
+        if not is_s3(target):
+            rejects, notes = tally()
         counts: dict = {}
         written = []
         for kind, value in results:
@@ -1538,7 +1543,7 @@ def run(spark, args: dict) -> dict:
             entry["duplicates"] = good - distinct
             entry["rejects"] = sum(1 for r in rejects if r[0] == DATASETS[d])
             entry["rows_read"] = good + entry["rejects"]
-        timings["merge_and_write"] = round(time.time() - mark, 3)
+        timings["merge_and_write" if is_s3(target) else "map_merge_and_write"] = round(time.time() - mark, 3)
         mark = time.time()
 
         # Labels without rows still get a (header-only) file, as in Rust.
@@ -1569,7 +1574,7 @@ def run(spark, args: dict) -> dict:
             "rejects_file": "rejects.csv",
             "notes": notes,
         }
-        write_bytes(join(staging, "rejects.csv"), rejects_text.encode())
+        write_bytes(join(staging, "rejects.csv"), rejects_csv(rejects).encode())
         write_bytes(join(staging, "manifest.json"), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
         publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
     except BaseException:

@@ -367,6 +367,17 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
 /// The Spark job run directly (spark-submit) on `input`'s initial sources into `output`, with
 /// more Spark settings; its manifest.
 fn spark_job(input: &Path, output: &Path, conf: &[&str], reject_rate: f64) -> serde_json::Value {
+    let report = run_spark_job(input, output, conf, reject_rate).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.state, "FINISHED");
+    manifest(&output.join("datasets/graph/initial"))
+}
+
+fn run_spark_job(
+    input: &Path,
+    output: &Path,
+    conf: &[&str],
+    reject_rate: f64,
+) -> Result<spark_engine::JobReport, spark_engine::EngineError> {
     let plan = spark_settings(conf)
         .resolve(&output.display().to_string())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -380,10 +391,7 @@ fn spark_job(input: &Path, output: &Path, conf: &[&str], reject_rate: f64) -> se
         gzip: false,
         force: false,
     };
-    let report = spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.state, "FINISHED");
-    manifest(&output.join("datasets/graph/initial"))
+    spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
 }
 
 /// (path, SHA-256) of every file a manifest lists.
@@ -432,31 +440,68 @@ fn a_bad_header_fails_the_spark_job_with_the_files_name_and_column() {
         .join("datasets/sources/initial/cookie/cookie_data_full.csv");
     let text = read_text(&cookie).replacen("session_id", "session", 1);
     std::fs::write(&cookie, text).unwrap_or_else(|e| panic!("{e}"));
-    let plan = spark_settings(&[])
-        .resolve(&output.path().display().to_string())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let job = BatchJob {
-        input: idgraph_storage::Location::Local(input.path().to_path_buf()),
-        output: idgraph_storage::Location::Local(output.path().to_path_buf()),
-        kind: idgraph_core::SourceKind::Initial,
-        mapping_toml: transform::DEFAULT_MAPPING_TOML.to_owned(),
-        max_reject_rate: 0.5,
-        max_file_bytes: 1 << 20,
-        gzip: false,
-        force: false,
-    };
-    let error = spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("cookie_data_full.csv")
-            && error.contains("`session`")
-            && error.contains("session_id"),
-        "{error}"
-    );
-    assert!(
-        !output.path().join("datasets/graph/initial").exists(),
-        "no graph batch after a failed job"
-    );
+    for read_by in READ_BY {
+        let error = run_spark_job(input.path(), output.path(), &[read_by], 0.5)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("cookie_data_full.csv")
+                && error.contains("`session`")
+                && error.contains("session_id"),
+            "{read_by}: {error}"
+        );
+        assert!(
+            !output.path().join("datasets/graph/initial").exists(),
+            "{read_by}: no graph batch after a failed job"
+        );
+    }
+}
+
+/// The two ways the job reads a batch's sources: by the driver (a small batch's) and by a stage
+/// of tasks (a large batch's).
+const READ_BY: [&str; 2] = [
+    "spark.idgraph.driverReadBytes=67108864",
+    "spark.idgraph.driverReadBytes=0",
+];
+
+#[test]
+fn too_many_rejects_fail_the_spark_job_and_publish_no_graph() {
+    // The golden rows reject about a third of their rows: with at most 1% allowed, the job
+    // fails after mapping, having published nothing but the rejects (whether the driver or a
+    // stage of tasks reads the sources).
+    let fixtures = workspace().join("crates/transform/tests/fixtures/golden/input");
+    for read_by in [
+        "spark.idgraph.driverReadBytes=67108864",
+        "spark.idgraph.driverReadBytes=0",
+    ] {
+        let output = tempdir();
+        let error = run_spark_job(&fixtures, output.path(), &[read_by], 0.01)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("rows rejected") && error.contains("the graph was not written"),
+            "{read_by}: {error}"
+        );
+        let graph = output.path().join("datasets/graph");
+        let batch = graph.join("initial");
+        assert!(
+            batch.join("rejects.csv").is_file(),
+            "{read_by}: rejects.csv"
+        );
+        assert!(
+            !batch.join("manifest.json").exists() && !batch.join("vertices").exists(),
+            "{read_by}: a graph was published"
+        );
+        let left: Vec<_> = std::fs::read_dir(&graph)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        assert_eq!(
+            left,
+            ["initial"],
+            "{read_by}: only the rejects' folder is left"
+        );
+    }
 }
