@@ -2,7 +2,8 @@
 //! transform, element for element, on the same sources: clean data, dirty data, an incremental
 //! batch, the reference generator's exports and the odd rows of the golden fixture. The Spark
 //! output must pass the Gremlin CSV validator and load into neptune-local with zero errors, the
-//! loader driving the transform with `--engine spark`.
+//! loader driving the transform with `--engine spark`. On `s3://` (a local S3 server) the job
+//! writes the same batch, every object encrypted, and nothing of a batch with too many rejects.
 //!
 //! Needs Spark: `scripts/test.sh` installs `pyspark` into `target/pyenv` (or set
 //! IDGRAPH_SPARK_SUBMIT and IDGRAPH_SPARK_PYTHON).
@@ -504,4 +505,91 @@ fn too_many_rejects_fail_the_spark_job_and_publish_no_graph() {
             "{read_by}: only the rejects' folder is left"
         );
     }
+}
+
+/// The job run by spark-submit with `s3://` sources and output on a local S3 server: the
+/// input and output roots are `s3://data/<prefix>`.
+fn spark_job_on_s3(
+    server: &testkit::LocalS3,
+    prefix: &str,
+    reject_rate: f64,
+) -> std::process::Output {
+    let (submit, python) = spark();
+    let root = format!("s3://data/{prefix}");
+    let schemas = workspace().join("schemas");
+    let mut command = std::process::Command::new(submit);
+    command
+        .args(["--master", "local[2]", "--conf", "spark.driver.memory=1g"])
+        .args(["--conf", "spark.driver.host=127.0.0.1"])
+        .args(["--conf", "spark.driver.bindAddress=127.0.0.1"])
+        .args(["--conf", "spark.ui.enabled=false"])
+        .arg(workspace().join("python/idgraph_transform.py"))
+        .args(["--input", &root, "--output", &root, "--batch", "initial"])
+        .arg("--sources-schema")
+        .arg(schemas.join("sources.toml"))
+        .arg("--mapping")
+        .arg(schemas.join("graph.toml"))
+        .args(["--max-reject-rate", &reject_rate.to_string()])
+        .env("PYSPARK_PYTHON", &python)
+        .env("PYSPARK_DRIVER_PYTHON", &python);
+    server.aws_env(&mut command);
+    command.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn on_s3_the_job_writes_the_batch_encrypted_and_nothing_of_a_failing_one() {
+    let (root, server, _store) = testkit::LocalS3::with_buckets(&["data"]);
+    let rust_dir = tempdir();
+    let rust = rust_dir.path();
+    generate(rust, 500, 0.0);
+    rust_transform(rust, transform::Selection::Initial, 0.01);
+    let clean = root.path().join("data/clean");
+    copy_tree(
+        &rust.join("datasets/sources"),
+        &clean.join("datasets/sources"),
+    );
+    let output = spark_job_on_s3(&server, "clean", 0.01);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let initial = Path::new("datasets/graph/initial");
+    let n = assert_same_batch(&rust.join(initial), &clean.join(initial));
+    assert!(n > 1_000, "{n} elements");
+    let writes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.writes_an_object())
+        .collect();
+    assert!(writes.len() > 10, "{writes:?}");
+    let plain: Vec<_> = writes
+        .iter()
+        .filter(|r| r.encryption.as_deref() != Some("AES256"))
+        .collect();
+    assert!(
+        plain.is_empty(),
+        "objects written without encryption: {plain:?}"
+    );
+
+    // On S3 the graph's files are written in place: with too many rejects (the golden rows'),
+    // the job fails before writing any, leaving rejects.csv alone.
+    let golden = root.path().join("data/golden");
+    copy_tree(
+        &workspace().join("crates/transform/tests/fixtures/golden/input/datasets"),
+        &golden.join("datasets"),
+    );
+    let output = spark_job_on_s3(&server, "golden", 0.01);
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && said.contains("rows rejected"),
+        "{said}"
+    );
+    let written: Vec<String> = std::fs::read_dir(golden.join(initial))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(written, ["rejects.csv"], "only the rejects are written");
 }
