@@ -290,12 +290,17 @@ def normalise_all(how: str, values: list) -> list:
         return [(v or "").strip(WHITE_SPACE).upper() for v in values]
     texts = [v or "" for v in values]
     joined = COLUMN_SEPARATOR.join(texts)
-    if "x" in joined or "X" in joined or joined.count(COLUMN_SEPARATOR) != len(texts) - 1:
+    if joined.count(COLUMN_SEPARATOR) != len(texts) - 1:
         return [normalise(how, v) for v in texts]
-    # Phone numbers without an extension (no `x`): their digits are all their digits (white
-    # space is not a digit, so trimming changes nothing), found for the whole column at once.
-    return [d[1:] if len(d) == 11 and d[0] == "1" else d[3:] if len(d) == 13 and d[:3] == "001" else d
+    # A phone number without an extension (no `x`): its digits are all its digits (white space
+    # is not a digit, so trimming changes nothing), found for the whole column at once.
+    keys = [d[1:] if len(d) == 11 and d[0] == "1" else d[3:] if len(d) == 13 and d[:3] == "001" else d
             for d in _NOT_A_DIGIT_OR_SEPARATOR.sub("", joined).split(COLUMN_SEPARATOR)]
+    if "x" in joined or "X" in joined:
+        for i, v in enumerate(texts):
+            if "x" in v or "X" in v:
+                keys[i] = normalise(how, v)
+    return keys
 
 
 
@@ -931,6 +936,13 @@ class ChunkMapper:
                 source = props[p] if props is not None else None
                 column += [None] * count if source is None else source
 
+        def property_rows(columns: list, count: int):
+            """Each row's property values (a tuple), from columns of them (None: no values)."""
+            if not columns:
+                return repeat(())
+            blank = [None] * count
+            return zip(*(c if c is not None else blank for c in columns))
+
         def columns_of(label: int, props: list, picked: Optional[list]) -> list:
             by_position = [None] * n_props[label]
             for column, p in props:
@@ -949,9 +961,8 @@ class ChunkMapper:
             prop_columns = columns_of(label, props, used)
             if label in multi:
                 seqs = [base | lines[i] for i in (used if used is not None else range(n))]
-                ordered.extend((s, label, r[1], r[0], None, tuple(c[j] if c is not None else None
-                                                                  for c in prop_columns))
-                               for j, (s, r) in enumerate(zip(seqs, resolved)))
+                ordered.extend(zip(seqs, repeat(label), map(id_of, resolved), map(key_of, resolved),
+                                   repeat(None), property_rows(prop_columns, len(resolved))))
             else:
                 add(label, list(map(id_of, resolved)), list(map(key_of, resolved)), None, prop_columns)
             plain_vertices.update(map(id_of, resolved))
@@ -1001,11 +1012,8 @@ class ChunkMapper:
             froms_ids = [f[1] for f, _ in ends]
             tos_ids = [t[1] for _, t in ends]
             if element in multi:
-                blank = [None] * len(eids)
-                columns = [c if c is not None else blank for c in (prop_columns or [])]
-                ordered.extend((seqs[j] if seqs is not None else 0, element, e, f, t,
-                                tuple(c[j] for c in columns))
-                               for j, (e, f, t) in enumerate(zip(eids, froms_ids, tos_ids)))
+                ordered.extend(zip(seqs if seqs is not None else repeat(0), repeat(element), eids,
+                                   froms_ids, tos_ids, property_rows(prop_columns or [], len(eids))))
             else:
                 add(element, eids, froms_ids, tos_ids, prop_columns)
         if ordered:
