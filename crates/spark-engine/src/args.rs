@@ -32,7 +32,8 @@ pub struct EngineSettings {
     /// spark: the master URL. [default: local[*]]
     #[arg(long, global = true, value_name = "URL")]
     pub spark_master: Option<String>,
-    /// spark: a Spark setting passed through (repeat for more).
+    /// spark, glue: a Spark setting passed through (repeat for more); on Glue, as the job's
+    /// `--conf` parameter.
     #[arg(long, global = true, value_name = "KEY=VALUE")]
     #[serde(default)]
     pub spark_conf: Vec<String>,
@@ -139,6 +140,11 @@ impl EngineSettings {
     /// The plan; `output` is the transform's output root (the default home of the Glue job's
     /// files).
     pub fn resolve(self, output: &str) -> Result<EnginePlan, EngineError> {
+        if let Some(conf) = self.spark_conf.iter().find(|c| !c.contains('=')) {
+            return Err(EngineError::Settings(format!(
+                "--spark-conf `{conf}`: expected key=value"
+            )));
+        }
         match self.engine.unwrap_or_default() {
             EngineName::Local => Ok(EnginePlan::Local),
             EngineName::Spark => {
@@ -174,6 +180,7 @@ impl EngineSettings {
                     }
                     plan.workers = n;
                 }
+                plan.spark_conf = self.spark_conf;
                 if let Some(m) = self.glue_timeout_minutes {
                     plan.timeout_minutes = m;
                     plan.deadline = Duration::from_secs((u64::from(m) + 5) * 60);

@@ -77,6 +77,8 @@ pub struct GluePlan {
     pub poll_max: Duration,
     /// Stop following (and stop the run) after this long.
     pub deadline: Duration,
+    /// Spark settings (`key=value`) the job's runs start with: Glue's `--conf` job parameter.
+    pub spark_conf: Vec<String>,
 }
 
 /// The job's one extra Python package (its ids are xxh3-128 hashes).
@@ -97,6 +99,7 @@ impl GluePlan {
             poll_initial: Duration::from_secs(5),
             poll_max: Duration::from_secs(60),
             deadline: Duration::from_secs(125 * 60),
+            spark_conf: Vec::new(),
         }
     }
 
@@ -115,14 +118,20 @@ impl GluePlan {
     }
 
     fn default_arguments(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut arguments = HashMap::from([
             ("--job-language".to_owned(), "python".to_owned()),
             (
                 "--additional-python-modules".to_owned(),
                 self.python_modules.clone(),
             ),
             ("--sources-schema".to_owned(), self.sources_location()),
-        ])
+        ]);
+        // Glue reads several settings from one `--conf` value: `a=1 --conf b=2`. On the job,
+        // not on a run: Glue applies a job's settings when the run's Spark starts.
+        if !self.spark_conf.is_empty() {
+            arguments.insert("--conf".to_owned(), self.spark_conf.join(" --conf "));
+        }
+        arguments
     }
 }
 

@@ -70,13 +70,6 @@ pub(crate) fn run(
     job: &BatchJob,
     store: &idgraph_storage::Store,
 ) -> Result<JobReport, EngineError> {
-    for conf in &plan.conf {
-        if !conf.contains('=') {
-            return Err(EngineError::Settings(format!(
-                "--spark-conf `{conf}`: expected key=value"
-            )));
-        }
-    }
     let started = Instant::now();
     let dir = tempfile::tempdir()
         .map_err(|e| EngineError::Submit(format!("cannot make a folder for the job: {e}")))?;

@@ -22,6 +22,8 @@ use spark_engine::{EngineError, GlueClient, GluePlan, JobAction};
 use testkit::moto::Moto;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/idgraph-glue";
+/// The plan's Spark settings as the job's `--conf` parameter.
+const SPARK_CONF: &str = "spark.idgraph.chunkBytes=1048576 --conf spark.idgraph.driverReadBytes=0";
 
 fn moto_client(moto: &Moto) -> aws_sdk_glue::Client {
     let config = aws_sdk_glue::Config::builder()
@@ -42,6 +44,10 @@ fn plan() -> GluePlan {
     plan.poll_initial = Duration::from_millis(20);
     plan.poll_max = Duration::from_millis(50);
     plan.deadline = Duration::from_secs(20);
+    plan.spark_conf = vec![
+        "spark.idgraph.chunkBytes=1048576".to_owned(),
+        "spark.idgraph.driverReadBytes=0".to_owned(),
+    ];
     plan
 }
 
@@ -92,6 +98,8 @@ mod moto_jobs {
             defaults.get("--sources-schema").map(String::as_str),
             Some("s3://scripts/idgraph/sources.toml")
         );
+        // The Spark settings, as Glue's one `--conf` parameter.
+        assert_eq!(defaults.get("--conf").map(String::as_str), Some(SPARK_CONF));
         // Nothing differs: nothing is sent (moto has no UpdateJob; a call would fail).
         assert_eq!(
             glue.ensure_job(&plan).unwrap_or_else(|e| panic!("{e}")),
@@ -154,6 +162,7 @@ mod canned_answers {
                     ("--job-language", "python"),
                     ("--additional-python-modules", "xxhash==3.5.0"),
                     ("--sources-schema", "s3://scripts/idgraph/sources.toml"),
+                    ("--conf", SPARK_CONF),
                 ]
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -172,6 +181,8 @@ mod canned_answers {
                     && r.job_update().is_some_and(|u| {
                         u.number_of_workers() == Some(3)
                             && u.glue_version() == Some("5.0")
+                            && u.default_arguments().and_then(|a| a.get("--conf"))
+                                == Some(&SPARK_CONF.to_owned())
                             && u.command().and_then(|c| c.script_location())
                                 == Some("s3://scripts/idgraph/idgraph_transform.py")
                     })
@@ -890,5 +901,35 @@ mod moto_catalog {
             .map(|s| s.columns().len())
             .unwrap_or_default();
         assert_eq!(columns, 6);
+    }
+}
+
+/// `--spark-conf` reaches the Glue job as it reaches spark-submit, and a setting that is not
+/// `key=value` is refused for either engine before anything runs.
+#[test]
+fn spark_settings_reach_both_engines_and_a_malformed_one_is_refused() {
+    use spark_engine::{EngineName, EnginePlan, EngineSettings};
+    let settings = |engine, conf: &[&str]| EngineSettings {
+        engine: Some(engine),
+        glue_role: Some(ROLE.to_owned()),
+        spark_conf: conf.iter().map(|c| (*c).to_owned()).collect(),
+        ..EngineSettings::default()
+    };
+    let conf = ["spark.idgraph.chunkBytes=4096", "spark.executor.memory=8g"];
+    match settings(EngineName::Glue, &conf).resolve("s3://lake/root") {
+        Ok(EnginePlan::Glue(plan)) => assert_eq!(plan.spark_conf, conf),
+        other => panic!("{other:?}"),
+    }
+    match settings(EngineName::Spark, &conf).resolve("s3://lake/root") {
+        Ok(EnginePlan::Spark(plan)) => assert_eq!(plan.conf, conf),
+        other => panic!("{other:?}"),
+    }
+    for engine in [EngineName::Glue, EngineName::Spark] {
+        match settings(engine, &["spark.executor.memory"]).resolve("s3://lake/root") {
+            Err(EngineError::Settings(message)) => {
+                assert!(message.contains("`spark.executor.memory`"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
