@@ -21,18 +21,19 @@ record rules and reject reasons, the same normalisation, the same ids (xxh3-128 
 version-8 UUIDs), the same last-non-empty-wins merge in source order (dataset, file, line), the
 same typed, quoted values, and the same manifest counts. Files may be split differently.
 
-Work: the driver lists the batch's files; a task per file decodes it and cuts it into chunks at record
-boundaries exactly as Rust cuts them, and the chunks are dealt round-robin to a few mapping tasks
-per core (a small batch is read and cut by the driver, which hands each mapping task its chunks). A chunk is parsed and mapped a column at a time; its rejects, notes and row counts go
-to the driver by accumulator, its element rows into one shuffle, partitioned by label group
-(and by id range too when the input is large). Each partition merges its elements' rows in
+Work: the driver lists the batch's files; a task per file decodes it and cuts it into chunks at
+record boundaries exactly as Rust cuts them, and the chunks are dealt round-robin to a few
+mapping tasks per core (a small batch is read and cut by the driver, which hands each mapping
+task its chunks). A chunk is parsed and mapped a column at a time; its rejects, notes and row
+counts go to the driver by accumulator, its element rows into one shuffle, partitioned by label
+group (and by id range too when the input is large). Each partition merges its elements' rows in
 source order and writes them; the driver checks the reject rate before the batch is published
 (locally, files are written to a staging folder that one rename publishes; on S3, where they are
-written in place, the mapping runs first and the check comes before any graph file). Local paths are written with Python file I/O, s3:// with
-boto3 and server-side encryption. Spark settings: `spark.idgraph.partitionInputBytes` (source
-bytes per merge partition, at most; 32 MiB) splits label groups by id range sooner;
-`spark.idgraph.chunkBytes` (2 MiB) is the size of a chunk; `spark.idgraph.driverReadBytes`
-(64 MiB) is the largest batch the driver reads itself.
+written in place, the mapping runs first and the check comes before any graph file). Local paths
+are written with Python file I/O, s3:// with boto3 and server-side encryption. Spark settings:
+`spark.idgraph.partitionInputBytes` (source bytes per merge partition, at most; 32 MiB) splits
+label groups by id range sooner; `spark.idgraph.chunkBytes` (2 MiB) is the size of a chunk;
+`spark.idgraph.driverReadBytes` (64 MiB) is the largest batch the driver reads itself.
 """
 from __future__ import annotations
 
@@ -301,7 +302,6 @@ def normalise_all(how: str, values: list) -> list:
             if "x" in v or "X" in v:
                 keys[i] = normalise(how, v)
     return keys
-
 
 
 # The RFC 9562 variant bits (10) over the hash's own two low bits of that nibble.
@@ -1496,8 +1496,8 @@ def run(spark, args: dict) -> dict:
     shuffled = mapped.partitionBy(partitions, lambda p: p)
 
     def tally() -> tuple:
-        """The rejects (in source order), notes and good rows the mapping told; raises JobError,
-        having written rejects.csv beside where the graph would go, when there are too many."""
+        """The rejects (in source order) and notes the mapping told; raises JobError, having
+        written rejects.csv where the graph would go, when there are too many rejects."""
         chunk_reports, note_places = {}, set()
         for kind, key, value in told.value:
             if kind == "note":
