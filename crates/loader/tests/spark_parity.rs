@@ -472,10 +472,7 @@ fn too_many_rejects_fail_the_spark_job_and_publish_no_graph() {
     // fails after mapping, having published nothing but the rejects (whether the driver or a
     // stage of tasks reads the sources).
     let fixtures = workspace().join("crates/transform/tests/fixtures/golden/input");
-    for read_by in [
-        "spark.idgraph.driverReadBytes=67108864",
-        "spark.idgraph.driverReadBytes=0",
-    ] {
+    for read_by in READ_BY {
         let output = tempdir();
         let error = run_spark_job(&fixtures, output.path(), &[read_by], 0.01)
             .err()
@@ -557,20 +554,6 @@ fn on_s3_the_job_writes_the_batch_encrypted_and_nothing_of_a_failing_one() {
     let initial = Path::new("datasets/graph/initial");
     let n = assert_same_batch(&rust.join(initial), &clean.join(initial));
     assert!(n > 1_000, "{n} elements");
-    let writes: Vec<_> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.writes_an_object())
-        .collect();
-    assert!(writes.len() > 10, "{writes:?}");
-    let plain: Vec<_> = writes
-        .iter()
-        .filter(|r| r.encryption.as_deref() != Some("AES256"))
-        .collect();
-    assert!(
-        plain.is_empty(),
-        "objects written without encryption: {plain:?}"
-    );
 
     // On S3 the graph's files are written in place: with too many rejects (the golden rows'),
     // the job fails before writing any, leaving rejects.csv alone.
@@ -592,4 +575,21 @@ fn on_s3_the_job_writes_the_batch_encrypted_and_nothing_of_a_failing_one() {
         .filter(|name| !name.starts_with('.'))
         .collect();
     assert_eq!(written, ["rejects.csv"], "only the rejects are written");
+
+    // Every object either run wrote (the batch's files, its manifest, both rejects files) was
+    // written encrypted.
+    let writes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.writes_an_object())
+        .collect();
+    assert!(writes.len() > 10, "{writes:?}");
+    let plain: Vec<_> = writes
+        .iter()
+        .filter(|r| r.encryption.as_deref() != Some("AES256"))
+        .collect();
+    assert!(
+        plain.is_empty(),
+        "objects written without encryption: {plain:?}"
+    );
 }
