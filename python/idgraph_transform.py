@@ -1401,6 +1401,8 @@ def run(spark, args: dict) -> dict:
     mapping = load_mapping(read_bytes(args["mapping"]).decode(), columns, args["mapping"])
     graph_dir = "datasets/graph/initial" if batch == "initial" else f"datasets/graph/incremental/{batch}"
     target = join(args["output"], graph_dir)
+    if not is_s3(target):
+        reclaim(join(args["output"], "datasets/graph"))
     if not force and exists(join(target, "manifest.json")):
         raise JobError(f"batch {batch} is already transformed (its manifest.json exists); "
                        "pass --force to transform it again")
@@ -1523,6 +1525,9 @@ def run(spark, args: dict) -> dict:
         staging = target
         shuffled._jrdd.count()
         rejects, notes = tally()
+        # The old generation stops counting before the first file of the new one is written:
+        # a run killed from here on leaves no manifest, so no reader takes a mix of the two.
+        remove(join(target, "manifest.json"))
         timings["read_parse_map"] = round(time.time() - mark, 3)
         mark = time.time()
     else:
@@ -1583,8 +1588,15 @@ def run(spark, args: dict) -> dict:
             "notes": notes,
         }
         write_bytes(join(staging, "rejects.csv"), rejects_csv(rejects).encode())
-        write_bytes(join(staging, "manifest.json"), (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-        publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
+        manifest_text = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
+        if is_s3(target):
+            # Unlisted objects go before the manifest marks the batch published: the loader
+            # reads every object under the prefix.
+            publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
+            write_bytes(join(target, "manifest.json"), manifest_text)
+        else:
+            write_bytes(join(staging, "manifest.json"), manifest_text)
+            publish(staging, target, set())
     except BaseException:
         # A failed run leaves no half-written folder behind (the graph's target is untouched).
         if not is_s3(staging) and os.path.isdir(staging):
@@ -1596,20 +1608,48 @@ def run(spark, args: dict) -> dict:
 
 
 def publish(staging: str, target: str, keep: set) -> None:
-    """Locally: the staged folder replaces the target by rename. On S3 the files were written in
-    place with the manifest last; files of an earlier run that this one lacks are removed."""
+    """Locally: the staged folder replaces the target by rename, the old one moved aside first
+    (idgraph_core::publish names). On S3 the files were written in place: objects of an earlier
+    run that this one lacks are removed (the caller writes the manifest after)."""
     if is_s3(target):
         for relative, _ in list_files(target):
             if relative not in keep:
                 remove(join(target, relative))
         return
-    old = f"{target}.replaced-{os.getpid()}"
+    parent, name = os.path.split(target.rstrip("/"))
+    old = os.path.join(parent, f".replaced-{name}-{os.getpid()}")
+    os.makedirs(parent, exist_ok=True)
     if os.path.exists(target):
         os.replace(target, old)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(staging, target)
     if os.path.exists(old):
         shutil.rmtree(old)
+
+
+def reclaim(graph_root: str) -> None:
+    """What publishes killed midway left (idgraph_core::publish::reclaim): a batch moved aside
+    whose replacement never arrived is put back; the moved-aside copies and staging folders of
+    processes that are gone are removed."""
+    def gone(pid: str) -> bool:
+        return pid.isdigit() and int(pid) != os.getpid() and os.path.isdir("/proc") \
+            and not os.path.exists(f"/proc/{pid}")
+
+    for folder in (graph_root, os.path.join(graph_root, "incremental")):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.startswith(".replaced-") and "-" in name[10:]:
+                batch, pid = name[10:].rsplit("-", 1)
+                if gone(pid):
+                    if os.path.exists(os.path.join(folder, batch)):
+                        shutil.rmtree(path)
+                    else:
+                        os.replace(path, os.path.join(folder, batch))
+            elif name.startswith(".staging-"):
+                parts = name[9:].rsplit("-", 2)
+                if len(parts) == 3 and gone(parts[1]):
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv: list) -> int:

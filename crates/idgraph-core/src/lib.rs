@@ -6,6 +6,7 @@
 
 mod layout;
 pub mod process;
+pub mod publish;
 mod schema;
 
 pub use layout::{BatchId, BatchIdError, Layout, SourceKind};

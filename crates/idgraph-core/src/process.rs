@@ -7,10 +7,39 @@ use std::path::Path;
 /// point, as a kill would (no destructor runs, locks stay behind), so tests can restart a run
 /// from every point where a real one can die. `program` names who exits, on stderr.
 pub fn exit_point(program: &str, point: &str) {
-    if std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
-        eprintln!("{program}: exiting at {point} (IDGRAPH_TEST_EXIT_AT)");
-        std::process::exit(86);
+    exit_point_in(program, point, "");
+}
+
+/// [`exit_point`] for a point passed once per part of the work (`context` names the part, e.g.
+/// `initial vertices`). With `IDGRAPH_TEST_EXIT_LOG=FILE` as well, the process exits at the
+/// first pass of POINT whose context FILE does not list yet, and lists it there first: a test
+/// that restarts the same command until it exits 0 has then killed it once at every part that
+/// passes the point, whichever parts an earlier run already finished.
+pub fn exit_point_in(program: &str, point: &str, context: &str) {
+    if !std::env::var("IDGRAPH_TEST_EXIT_AT").is_ok_and(|p| p == point) {
+        return;
     }
+    if let Some(log) = std::env::var_os("IDGRAPH_TEST_EXIT_LOG") {
+        let line = format!("{point} {context}");
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        if seen.lines().any(|l| l == line) {
+            return;
+        }
+        let logged = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| {
+                io::Write::write_all(&mut f, format!("{line}\n").as_bytes())?;
+                f.sync_all()
+            });
+        if let Err(e) = logged {
+            eprintln!("{program}: cannot write the exit log: {e}");
+            return;
+        }
+    }
+    eprintln!("{program}: exiting at {point} {context} (IDGRAPH_TEST_EXIT_AT)");
+    std::process::exit(86);
 }
 
 /// The peak resident set size of this process, in bytes (Linux; `None` elsewhere).

@@ -101,6 +101,47 @@ pub enum Encryption {
     Kms(Option<String>),
 }
 
+impl Encryption {
+    /// From a setting's words: `AES256` (SSE-S3), `aws:kms` (SSE-KMS, with `kms_key_id` or the
+    /// bucket's default key) or `none`, in any case. A key id with anything but `aws:kms` is
+    /// refused: it would be dropped without a word.
+    pub fn from_setting(name: &str, kms_key_id: Option<String>) -> Result<Encryption, String> {
+        let encryption = match name.to_ascii_lowercase().as_str() {
+            "aes256" => Encryption::Aes256,
+            "aws:kms" | "kms" => return Ok(Encryption::Kms(kms_key_id)),
+            "none" => Encryption::None,
+            other => {
+                return Err(format!(
+                    "encryption `{other}`: expected AES256, aws:kms or none"
+                ));
+            }
+        };
+        match kms_key_id {
+            Some(key) => Err(format!(
+                "a KMS key id ({key}) goes with encryption aws:kms, not {name}"
+            )),
+            None => Ok(encryption),
+        }
+    }
+
+    /// The `x-amz-server-side-encryption` value S3 is asked for; `None` for no encryption.
+    pub fn algorithm(&self) -> Option<&'static str> {
+        match self {
+            Encryption::None => None,
+            Encryption::Aes256 => Some("AES256"),
+            Encryption::Kms(_) => Some("aws:kms"),
+        }
+    }
+
+    /// The KMS key id asked for, if one is.
+    pub fn kms_key_id(&self) -> Option<&str> {
+        match self {
+            Encryption::Kms(Some(key)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 /// A file found under a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
@@ -637,7 +678,8 @@ impl Store {
         })
     }
 
-    /// Removes every object below a location.
+    /// Removes every object below a location, and on S3 the object at its key too (a key can
+    /// name an object and a prefix at once; `remove_all` of an object's key removes it).
     pub fn remove_all(&self, location: &Location) -> Result<(), Error> {
         match location {
             Location::Local(path) => match std::fs::remove_dir_all(path) {
@@ -648,11 +690,14 @@ impl Store {
                     path.display()
                 ))),
             },
-            Location::S3 { .. } => {
+            Location::S3 { prefix, .. } => {
                 for object in self.list(location)? {
                     self.remove(&location.join(&object.relative))?;
                 }
-                Ok(())
+                if prefix.is_empty() {
+                    return Ok(());
+                }
+                self.remove(location)
             }
         }
     }

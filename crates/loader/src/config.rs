@@ -292,22 +292,10 @@ impl Plan {
                 );
             }
         };
-        let encryption = match settings
-            .encryption
-            .as_deref()
-            .unwrap_or("AES256")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "aes256" => Encryption::Aes256,
-            "aws:kms" | "kms" => Encryption::Kms(settings.kms_key_id.clone()),
-            "none" => Encryption::None,
-            other => {
-                return Err(format!(
-                    "encryption `{other}`: expected AES256, aws:kms or none"
-                ));
-            }
-        };
+        let encryption = Encryption::from_setting(
+            settings.encryption.as_deref().unwrap_or("AES256"),
+            settings.kms_key_id.clone(),
+        )?;
         let parallelism = settings
             .parallelism
             .unwrap_or_else(|| "HIGH".into())

@@ -136,8 +136,18 @@ impl Neptune {
                 if let idgraph_storage::Location::Local(root) = &plan.root {
                     source_dirs.push(root.clone());
                 }
+                // And the stage's bucket, when the root's graph is staged on S3.
+                let allowed_buckets = plan
+                    .stage
+                    .iter()
+                    .filter_map(|s| match s {
+                        idgraph_storage::Location::S3 { bucket, .. } => Some(bucket.clone()),
+                        idgraph_storage::Location::Local(_) => None,
+                    })
+                    .collect();
                 let server = neptune_local::Server::start(neptune_local::Config {
                     local_source_dirs: source_dirs,
+                    allowed_buckets,
                     ..neptune_local::Config::new(
                         data_dir.clone(),
                         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -311,21 +321,44 @@ impl Neptune {
             .unwrap_or_default())
     }
 
-    /// The newest load the endpoint knows that reads `source` (its `fullUri`), with its status:
-    /// how a run that died between asking for a load and recording its id finds that load.
-    pub fn find_load_of(&self, source: &str) -> Result<Option<(String, LoadStatus)>, NeptuneError> {
+    /// The loads the endpoint knows (the newest 100, as `list` gives them) with their status.
+    fn loads(&self) -> Result<Vec<(String, LoadStatus)>, NeptuneError> {
+        let mut out = Vec::new();
         for id in self.list(100)? {
-            let status = match self.status(&id) {
-                Ok(status) => status,
+            match self.status(&id) {
+                Ok(status) => out.push((id, status)),
                 // Forgotten between the list and the status read.
                 Err(NeptuneError::LoadNotFound(_)) => continue,
                 Err(e) => return Err(e),
-            };
-            if status.full_uri == source {
-                return Ok(Some((id, status)));
             }
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    /// The ids of the loads the endpoint knows that read `source` (its `fullUri`).
+    pub fn loads_of(&self, source: &str) -> Result<Vec<String>, NeptuneError> {
+        Ok(self
+            .loads()?
+            .into_iter()
+            .filter(|(_, status)| status.full_uri == source)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// The newest load the endpoint knows that reads `source` (its `fullUri`) and is none of
+    /// `known`, with its status: how a run that died between asking for a load and recording
+    /// its id finds that load. `known` holds the loads of the source that were there before it
+    /// was asked for; the list holds only the newest loads, so one older than them is not in
+    /// it either.
+    pub fn find_load_of(
+        &self,
+        source: &str,
+        known: &[String],
+    ) -> Result<Option<(String, LoadStatus)>, NeptuneError> {
+        Ok(self
+            .loads()?
+            .into_iter()
+            .find(|(id, status)| status.full_uri == source && !known.contains(id)))
     }
 
     /// The graph's size and labels, from the endpoint's graph summary API

@@ -45,6 +45,19 @@ pub enum RunError {
         manifest: String,
         actual: String,
     },
+    #[error(
+        "batch {batch}: {dir} holds files its manifest does not list ({}); the loader would load \
+         them too. Transform the batch again (--force), or remove them",
+        files.join(", ")
+    )]
+    UnlistedFiles {
+        batch: String,
+        dir: String,
+        files: Vec<String>,
+    },
+    /// The local transform failed (too many rejects, a bad source, ...).
+    #[error("transform: {0}")]
+    Transform(#[source] transform::Error),
     /// The transform on Spark or Glue failed.
     #[error("transform: {0}")]
     Engine(#[from] spark_engine::EngineError),
@@ -417,37 +430,112 @@ impl Stager<'_> {
             force,
             progress: self.progress,
             encryption: self.plan.encryption.clone(),
+            show_values: self.plan.show_values,
         })
-        .map_err(setup)?;
+        .map_err(RunError::Transform)?;
         Ok(true)
     }
 
     /// Puts the batch's files where the loader reads them; returns the vertex and edge sources
-    /// and (files uploaded, bytes uploaded).
+    /// and (files uploaded, bytes uploaded). Every file is checked against the manifest's
+    /// SHA-256 on every path (uploaded, or loaded in place locally or on S3), and a load prefix
+    /// that holds a file the manifest does not list is refused: the loader reads every object
+    /// under it, so a stale file of an earlier generation would be loaded too. In a stage of
+    /// the loader's own, such files are removed first.
     fn stage(
         &self,
         batch: &GraphBatch,
         manifest: &Manifest,
     ) -> Result<(String, String, usize, u64), RunError> {
         let batch_dir = self.plan.root.join(&batch.key);
-        let Some(stage) = &self.plan.stage else {
+        let target = match &self.plan.stage {
+            Some(stage) => stage.join(&batch.key),
             // The local endpoint reads the local folder in place.
-            return Ok((
-                batch_dir.join("vertices").to_string() + "/",
-                batch_dir.join("edges").to_string() + "/",
-                0,
-                0,
-            ));
+            None => batch_dir.clone(),
         };
-        let target = stage.join(&batch.key);
         let sources = (
             target.join("vertices").to_string() + "/",
             target.join("edges").to_string() + "/",
         );
-        if target == batch_dir {
-            // The graph is already on S3 where the loader reads it.
-            return Ok((sources.0, sources.1, 0, 0));
+        // Uploads wait on the network, not the CPU: more of them than cores.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(UPLOAD_THREADS)
+            .build()
+            .map_err(setup)?;
+        let uploaded = if target == batch_dir {
+            // The graph is already where the loader reads it: check it is the manifest's.
+            pool.install(|| {
+                manifest
+                    .files
+                    .par_iter()
+                    .try_for_each(|file| self.read_checked(&batch_dir, file).map(drop))
+            })?;
+            (0, 0)
+        } else {
+            let uploaded = self.upload(batch, manifest, &batch_dir, &target, &pool)?;
+            for stale in self.unlisted(&target, manifest)? {
+                self.say(&format!(
+                    "removing {stale} from the stage: batch {} does not list it",
+                    batch.name
+                ));
+                self.store.remove(&target.join(&stale)).map_err(setup)?;
+            }
+            uploaded
+        };
+        let unlisted = self.unlisted(&target, manifest)?;
+        if !unlisted.is_empty() {
+            return Err(RunError::UnlistedFiles {
+                batch: batch.name.clone(),
+                dir: target.to_string(),
+                files: unlisted,
+            });
         }
+        Ok((sources.0, sources.1, uploaded.0, uploaded.1))
+    }
+
+    /// The files under the batch's load prefixes (`vertices/`, `edges/`) of `dir` that the
+    /// manifest does not list, relative to `dir`.
+    fn unlisted(&self, dir: &Location, manifest: &Manifest) -> Result<Vec<String>, RunError> {
+        let listed: std::collections::BTreeSet<&str> =
+            manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let mut out = Vec::new();
+        for part in ["vertices", "edges"] {
+            for object in self.store.list(&dir.join(part)).map_err(setup)? {
+                let path = format!("{part}/{}", object.relative);
+                if !listed.contains(path.as_str()) {
+                    out.push(path);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A file of the batch, read and checked against the manifest's SHA-256: a file changed
+    /// since the transform would otherwise be loaded under the manifest's checksum.
+    fn read_checked(&self, dir: &Location, file: &ManifestFile) -> Result<Vec<u8>, RunError> {
+        let source = dir.join(&file.path);
+        let bytes = self.store.read(&source).map_err(setup)?;
+        let actual = format!("{:x}", sha2::Sha256::digest(&bytes));
+        if actual != file.sha256 {
+            return Err(RunError::ChangedFile {
+                file: source.to_string(),
+                manifest: file.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads the batch's files that the stage does not hold with the same SHA-256 yet;
+    /// returns (files uploaded, bytes uploaded).
+    fn upload(
+        &self,
+        batch: &GraphBatch,
+        manifest: &Manifest,
+        batch_dir: &Location,
+        target: &Location,
+        pool: &rayon::ThreadPool,
+    ) -> Result<(usize, u64), RunError> {
         let total: u64 = manifest.files.iter().map(|f| f.bytes).sum();
         self.say(&format!(
             "uploading {} files ({total} bytes) of batch {} to {target}",
@@ -467,11 +555,6 @@ impl Stager<'_> {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        // Uploads wait on the network, not the CPU: more of them than cores.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(UPLOAD_THREADS)
-            .build()
-            .map_err(setup)?;
         let results: Vec<Result<Option<u64>, RunError>> = pool.install(|| {
             manifest
                 .files
@@ -489,18 +572,7 @@ impl Stager<'_> {
                         bar.inc(file.bytes);
                         return Ok(None);
                     }
-                    let source = batch_dir.join(&file.path);
-                    let bytes = self.store.read(&source).map_err(setup)?;
-                    // The file must be the one the manifest describes: a file changed since
-                    // the transform would otherwise be loaded under the manifest's checksum.
-                    let actual = format!("{:x}", sha2::Sha256::digest(&bytes));
-                    if actual != file.sha256 {
-                        return Err(RunError::ChangedFile {
-                            file: source.to_string(),
-                            manifest: file.sha256.clone(),
-                            actual,
-                        });
-                    }
+                    let bytes = self.read_checked(batch_dir, file)?;
                     self.store
                         .put(&destination, bytes, &file.sha256)
                         .map_err(setup)?;
@@ -517,7 +589,7 @@ impl Stager<'_> {
                 uploaded.1 += bytes;
             }
         }
-        Ok((sources.0, sources.1, uploaded.0, uploaded.1))
+        Ok(uploaded)
     }
 }
 
@@ -553,8 +625,8 @@ pub fn upload(
 /// Exit points for the kill tests (see [`idgraph_core::process::exit_point`]): `before-start`,
 /// `after-start`, `after-state`, `polling`, `between-parts`, `after-resolve`,
 /// `before-watermark`.
-fn exit_point(point: &str) {
-    idgraph_core::process::exit_point("loader", point);
+fn exit_point(point: &str, context: &str) {
+    idgraph_core::process::exit_point_in("loader", point, context);
 }
 
 impl Runner<'_> {
@@ -601,7 +673,7 @@ impl Runner<'_> {
             }
             let kind = SourceKind::Incremental(batch.clone());
             reports.push(self.batch(&mut state, &kind)?);
-            exit_point("before-watermark");
+            exit_point("before-watermark", batch.as_str());
             state.watermark = Some(batch.to_string());
             self.save(&state)?;
         }
@@ -659,7 +731,7 @@ impl Runner<'_> {
                 resolved.merges.len(),
                 resolved.changed_identifiers
             ));
-            exit_point("after-resolve");
+            exit_point("after-resolve", &batch_name(k));
             let load = self.load_graph(state, &GraphBatch::identity(k), false)?;
             last = Some(IdentityReport {
                 resolved,
@@ -747,7 +819,7 @@ impl Runner<'_> {
                 mode: mode.clone(),
             },
         )?;
-        exit_point("between-parts");
+        exit_point("between-parts", &name);
         let vertices_done = vertices.1;
         let dependencies = if vertices_done {
             Vec::new()
@@ -786,10 +858,12 @@ impl Runner<'_> {
     /// The load of one part: the one an earlier run started, if it is still alive or done,
     /// otherwise a new one. Returns its id and whether it already completed.
     ///
-    /// A new load is recorded (without an id) before the loader is asked to start it, and its
-    /// id right after. A run that died in between finds, on restart, a record without an id:
-    /// it then looks the load up on the endpoint by its source (`fullUri`) and follows it, so
-    /// the batch is never loaded twice.
+    /// A new load is recorded (without an id, with the ids of every load the endpoint already
+    /// has of the same source) before the loader is asked to start it, and its id right after.
+    /// A run that died in between finds, on restart, a record without an id: it then looks on
+    /// the endpoint for a load of that source (`fullUri`) that is not one of the recorded ones
+    /// and follows it, so the batch is never loaded twice, and an earlier generation's load of
+    /// the same prefix is never taken for this one.
     fn ensure_load(
         &self,
         state: &mut State,
@@ -812,7 +886,10 @@ impl Runner<'_> {
                     Err(e) => return Err(setup(e)),
                 },
                 None => {
-                    let found = self.neptune.find_load_of(source).map_err(setup)?;
+                    let found = self
+                        .neptune
+                        .find_load_of(source, &existing.known_loads)
+                        .map_err(setup)?;
                     if let Some((id, _)) = &found {
                         self.say(&format!(
                             "batch {batch}: an earlier run asked for a {part} load and died before \
@@ -838,6 +915,10 @@ impl Runner<'_> {
                 }
             }
         }
+        // The loads the endpoint already has of this source (earlier generations of the batch,
+        // under the same names) are written into the intent: a run that dies before recording
+        // the new load's id then follows only a load that is not one of them.
+        let known_loads = self.neptune.loads_of(source).map_err(setup)?;
         let record = state.batches.entry(batch.to_owned()).or_default();
         record.stage = "loading".into();
         record.loads.push(LoadRecord {
@@ -845,14 +926,16 @@ impl Runner<'_> {
             source: source.to_owned(),
             load_id: None,
             status: None,
+            known_loads,
         });
         record.updated_at = now();
         self.save(state)?;
-        exit_point("before-start");
+        let context = format!("{batch} {part}");
+        exit_point("before-start", &context);
         let id = self.neptune.start(self.plan, &request).map_err(setup)?;
-        exit_point("after-start");
+        exit_point("after-start", &context);
         self.record_load_id(state, batch, part, &id)?;
-        exit_point("after-state");
+        exit_point("after-state", &context);
         // Said only once the id is on record: a run killed after this line resumes this load.
         self.say(&format!(
             "batch {batch}: {part} load {id} started from {source}"
@@ -889,7 +972,7 @@ impl Runner<'_> {
         let status = self
             .neptune
             .wait(id, self.plan.load_timeout, |s| {
-                exit_point("polling");
+                exit_point("polling", &format!("{batch} {part}"));
                 if s.status != last {
                     last = s.status.clone();
                     if self.progress {

@@ -32,6 +32,11 @@ pub struct LoadRecord {
     /// `None`: the start was asked for (or was about to be) but its answer never recorded.
     pub load_id: Option<String>,
     pub status: Option<LoadStatus>,
+    /// The loads of `source` that the endpoint had before this one was asked for: none of them
+    /// is this load, whatever their status (an earlier generation of the batch reads the same
+    /// prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_loads: Vec<String>,
 }
 
 /// What happened to one graph batch.

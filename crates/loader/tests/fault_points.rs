@@ -2,8 +2,11 @@
 //! against an endpoint in another process (`neptune-local serve`, reading the stage from a local
 //! S3-compatible server, as a cluster would), makes the loader exit at one named point
 //! (`IDGRAPH_TEST_EXIT_AT`), starts it again, and then checks, from the endpoint's own load
-//! history, that every source was loaded by exactly one load that wrote records, and that the
-//! graph equals the graph of a run that was never interrupted.
+//! history, that every source was loaded as often as by a run that was never interrupted, and
+//! that the whole graph (every vertex and edge with its labels, ends and property values)
+//! equals that run's. Each command is killed once at every part that passes the point (vertex
+//! and edge loads of the initial batch, an incremental batch, and the initial batch transformed
+//! again with a changed value), so an earlier generation's load is never taken for a new one.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -73,6 +76,8 @@ fn serve(data_dir: &Path, s3: &LocalS3) -> Endpoint {
             "serve",
             "--addr",
             &format!("127.0.0.1:{port}"),
+            "--allow-bucket",
+            "stage",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -157,127 +162,252 @@ fn history(
     loads
 }
 
-fn graph(data_dir: &Path) -> neptune_local::Stats {
+fn graph(data_dir: &Path) -> neptune_local::GraphDump {
     neptune_local::GraphStore::open(&data_dir.join(neptune_local::GRAPH_FILE))
-        .and_then(|g| g.stats())
+        .and_then(|g| g.dump())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs `full` then `incremental`, each made to exit at `point` (when it passes there) and run
-/// again; returns the graph and the endpoint's history.
-fn interrupted_at(
-    point: Option<&str>,
-    s3: &LocalS3,
-) -> (neptune_local::Stats, BTreeMap<String, Vec<(String, u64)>>) {
+/// The new street address the re-transformed initial batch gives its first profile.
+const NEW_ADDRESS: &str = "1 Regenerated Road";
+
+/// Gives the first profile of the initial sources a new street address, then transforms the
+/// initial batch again (`transform --force`): same file names, one value changed. Returns the
+/// profile's user name.
+fn retransform_with_new_address(root: &Path) -> String {
+    let file = root.join("datasets/sources/initial/first_party/first_party_data_full.csv");
+    let mut reader = csv::Reader::from_path(&file).unwrap_or_else(|e| panic!("{e}"));
+    let headers = reader.headers().unwrap_or_else(|e| panic!("{e}")).clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column"))
+    };
+    let (address, user) = (column("street_address"), column("user_name"));
+    let mut rows: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let user_name = rows[0][user].to_owned();
+    rows[0] = rows[0]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i == address { NEW_ADDRESS } else { v })
+        .collect();
+    let mut writer = csv::Writer::from_path(&file).unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .write_record(&headers)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for row in &rows {
+        writer.write_record(row).unwrap_or_else(|e| panic!("{e}"));
+    }
+    writer.flush().unwrap_or_else(|e| panic!("{e}"));
+    let local = idgraph_storage::Location::Local(root.to_path_buf());
+    let mut options =
+        transform::Options::new(local.clone(), local).unwrap_or_else(|e| panic!("{e}"));
+    options.force = true;
+    transform::run(&options).unwrap_or_else(|e| panic!("{e}"));
+    user_name
+}
+
+/// What a scenario ends with: the whole graph, the endpoint's load history, and the
+/// (point, part) pairs the loader was killed at.
+struct Outcome {
+    graph: neptune_local::GraphDump,
+    loads: BTreeMap<String, Vec<(String, u64)>>,
+    kills: Vec<String>,
+    user_name: String,
+}
+
+/// Runs `full`, `incremental`, then (after the initial batch is transformed again with a
+/// changed value) `full` again. With a point, each command is killed there once at every part
+/// (vertex and edge load of each batch and generation, identity batches included) that passes
+/// it, and run again until it exits 0.
+fn interrupted_at(point: Option<&str>, s3: &LocalS3) -> Outcome {
     let dir = tempdir();
     let root = dir.path().join("root");
     generate(&root);
     let prefix = point.unwrap_or("whole");
     let endpoint = serve(&dir.path().join("neptune"), s3);
-    let mut exited = 0;
-    for command in ["full", "incremental"] {
-        let mut first = loader(&root, &endpoint, s3, prefix, &[command]);
-        // Once: a run that died is restarted without the switch.
-        if let Some(point) = point.filter(|_| exited == 0) {
-            first.env("IDGRAPH_TEST_EXIT_AT", point);
+    let mut user_name = String::new();
+    let mut kills = Vec::new();
+    for (step, command) in ["full", "incremental", "full"].into_iter().enumerate() {
+        // A log per command: the second `full` is killed again at the parts the first passed.
+        let kill_log = dir.path().join(format!("kills-{step}"));
+        if step == 2 {
+            user_name = retransform_with_new_address(&root);
         }
-        let out = output(first);
-        match out.status.code() {
-            Some(0) => {}
-            Some(86) => {
-                exited += 1;
-                let again = output(loader(&root, &endpoint, s3, prefix, &[command]));
-                assert!(
-                    again.status.success(),
-                    "after {point:?}: {}",
-                    describe(&again)
-                );
+        for attempt in 0.. {
+            assert!(attempt < 40, "{command} at {point:?} never finished");
+            let mut run = loader(&root, &endpoint, s3, prefix, &[command]);
+            if let Some(point) = point {
+                run.env("IDGRAPH_TEST_EXIT_AT", point)
+                    .env("IDGRAPH_TEST_EXIT_LOG", &kill_log);
             }
-            _ => panic!("{command} at {point:?}: {}", describe(&out)),
+            let out = output(run);
+            match out.status.code() {
+                Some(0) => break,
+                Some(86) => continue,
+                _ => panic!("{command} at {point:?}: {}", describe(&out)),
+            }
         }
-    }
-    if point.is_some() {
-        assert_eq!(exited, 1, "the run never passed {point:?}");
+        kills.extend(
+            std::fs::read_to_string(&kill_log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| format!("{command} #{step}: {l}")),
+        );
     }
     let loads = history(&root, &endpoint, s3, prefix);
     let data_dir = endpoint.data_dir.clone();
     // The endpoint's loads have all ended (every run waited for them): stop it, read its graph.
     drop(endpoint);
-    (graph(&data_dir), loads)
+    Outcome {
+        graph: graph(&data_dir),
+        loads,
+        kills,
+        user_name,
+    }
 }
 
-/// The graph of a run that was never interrupted: made once, for every test of this file.
-fn uninterrupted() -> &'static neptune_local::Stats {
-    static WHOLE: std::sync::OnceLock<neptune_local::Stats> = std::sync::OnceLock::new();
+/// The run that was never interrupted: made once, for every test of this file.
+fn uninterrupted() -> &'static Outcome {
+    static WHOLE: std::sync::OnceLock<Outcome> = std::sync::OnceLock::new();
     WHOLE.get_or_init(|| {
         let (_dir, s3, _store) = LocalS3::with_buckets(&["stage"]);
-        interrupted_at(None, &s3).0
+        let whole = interrupted_at(None, &s3);
+        // The re-transformed value reached the graph (else the comparison proves little).
+        let user = whole
+            .graph
+            .vertices
+            .values()
+            .find(|(_, props)| {
+                props
+                    .iter()
+                    .any(|p| p.name == "userName" && p.value == whole.user_name)
+            })
+            .unwrap_or_else(|| panic!("no User {}", whole.user_name));
+        let addresses: Vec<&str> = user
+            .1
+            .iter()
+            .filter(|p| p.name == "streetAddress")
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(addresses, [NEW_ADDRESS], "{user:?}");
+        whole
     })
 }
 
-fn check(point: &str) {
+/// Kills the loader at `point` at every part that passes it; `parts` is how many such parts
+/// there are (a part no longer passing the point fails the test too).
+fn check(point: &str, parts: usize) {
     let (_dir, s3, _store) = LocalS3::with_buckets(&["stage"]);
-    let (graph, loads) = interrupted_at(Some(point), &s3);
-    let mut sources: Vec<String> = ["initial", &format!("incremental/{BATCH}")]
-        .iter()
-        .flat_map(|b| {
-            ["vertices", "edges"]
-                .map(|part| format!("s3://stage/{point}/datasets/graph/{b}/{part}/"))
-        })
-        .collect();
-    // Identity resolution's batches: personId vertices only.
-    for b in ["initial", BATCH] {
-        sources.push(format!(
-            "s3://stage/{point}/datasets/identity/graph/{b}/vertices/"
-        ));
-    }
-    assert_eq!(loads.len(), sources.len(), "at {point}: {loads:?}");
-    for source in &sources {
-        let of_source = loads.get(source).cloned().unwrap_or_default();
-        assert_eq!(
-            of_source.len(),
-            1,
-            "at {point}: {source} was loaded by {of_source:?}"
-        );
+    let outcome = interrupted_at(Some(point), &s3);
+    assert_eq!(
+        outcome.kills.len(),
+        parts,
+        "at {point}: killed at {:?}",
+        outcome.kills
+    );
+    let whole = uninterrupted();
+    // Each source was loaded exactly as often as by the uninterrupted run (the initial batch's
+    // twice: two generations), every load complete and writing records.
+    let rename = |loads: &BTreeMap<String, Vec<(String, u64)>>, prefix: &str| {
+        loads
+            .iter()
+            .map(|(source, loads)| (source.replace(prefix, "PREFIX"), loads.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let expected = rename(&whole.loads, "s3://stage/whole/");
+    assert_eq!(
+        rename(&outcome.loads, &format!("s3://stage/{point}/")),
+        expected,
+        "at {point}: the endpoint's loads (killed at {:?})",
+        outcome.kills
+    );
+    for (source, loads) in &expected {
         assert!(
-            of_source[0].0 == "LOAD_COMPLETED" && of_source[0].1 > 0,
-            "at {point}: {source}: {of_source:?}"
+            loads.iter().all(|(s, n)| s == "LOAD_COMPLETED" && *n > 0),
+            "{source}: {loads:?}"
         );
     }
-    assert_eq!(&graph, uninterrupted(), "at {point}");
+    assert!(
+        outcome.graph == whole.graph,
+        "at {point} (killed at {:?}): the graph differs from the uninterrupted run's: {}",
+        outcome.kills,
+        graph_difference(&outcome.graph, &whole.graph)
+    );
+}
+
+/// The first few elements that differ between two graphs, for the failure message.
+fn graph_difference(got: &neptune_local::GraphDump, want: &neptune_local::GraphDump) -> String {
+    let mut out = Vec::new();
+    for (id, v) in &want.vertices {
+        if got.vertices.get(id) != Some(v) {
+            out.push(format!(
+                "vertex {id}: {:?} instead of {v:?}",
+                got.vertices.get(id)
+            ));
+        }
+    }
+    out.extend(
+        got.vertices
+            .keys()
+            .filter(|id| !want.vertices.contains_key(*id))
+            .map(|id| format!("extra vertex {id}")),
+    );
+    for (id, e) in &want.edges {
+        if got.edges.get(id) != Some(e) {
+            out.push(format!("edge {id}: {:?} instead of {e:?}", got.edges.get(id)));
+        }
+    }
+    out.extend(
+        got.edges
+            .keys()
+            .filter(|id| !want.edges.contains_key(*id))
+            .map(|id| format!("extra edge {id}")),
+    );
+    out.truncate(5);
+    out.join("\n")
 }
 
 #[test]
 fn killed_after_resolving_before_the_identity_load() {
-    check("after-resolve");
+    // Resolving the initial batch, the incremental batch and the re-transformed initial batch.
+    check("after-resolve", 3);
 }
 
 #[test]
 fn killed_before_the_start_call() {
-    check("before-start");
+    // Vertices and edges of the initial batch, the incremental batch and the re-transformed
+    // initial batch, and the vertices of the first two's identity batches (the third resolves
+    // to the same identities: its identity batch is loaded already).
+    check("before-start", 8);
 }
 
 #[test]
 fn killed_after_the_start_call_before_its_id_is_recorded() {
-    check("after-start");
+    check("after-start", 8);
 }
 
 #[test]
 fn killed_after_the_load_id_is_recorded() {
-    check("after-state");
+    check("after-state", 8);
 }
 
 #[test]
 fn killed_while_polling() {
-    check("polling");
+    check("polling", 8);
 }
 
 #[test]
 fn killed_between_the_vertex_and_edge_loads() {
-    check("between-parts");
+    // The initial, incremental and re-transformed batches, and the first two identity batches.
+    check("between-parts", 5);
 }
 
 #[test]
 fn killed_before_the_watermark_moves() {
-    check("before-watermark");
+    check("before-watermark", 1);
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::execute::Source;
 use crate::jobs::{Jobs, Refusal};
 use crate::model::LoadRequest;
+use crate::sandbox::Sandbox;
 use crate::sigv4::SigV4Credentials;
 
 #[derive(Debug, Clone)]
@@ -27,8 +28,10 @@ pub(crate) struct Api {
     pub started: u64,
     /// The graph store's file, opened read-only per summary request.
     pub graph_path: std::path::PathBuf,
-    /// The folders local sources may be read from, resolved.
-    pub local_roots: Arc<Vec<std::path::PathBuf>>,
+    /// What local and S3 sources may be read, and which hosts are answered.
+    pub sandbox: Arc<Sandbox>,
+    /// The address it listens on (a `Host` naming it is answered).
+    pub listening: std::net::SocketAddr,
     /// Whether the graph records its changes (the stream endpoints answer).
     pub streams: bool,
 }
@@ -101,6 +104,9 @@ async fn guard(State(api): State<Api>, request: Request, next: Next) -> Response
             "InternalFailureException",
             "Injected fault: the server failed this request",
         );
+    }
+    if let Err(message) = api.sandbox.check_request(request.headers(), api.listening) {
+        return error(StatusCode::FORBIDDEN, "AccessDeniedException", message);
     }
     let Some(credentials) = &api.sigv4 else {
         return next.run(request).await;
@@ -263,13 +269,13 @@ fn stream_error(e: crate::stream::StreamError) -> Response {
 /// Lists the source on a plain thread: the storage client runs its own runtime.
 async fn check_source(
     storage: Arc<Store>,
-    roots: Arc<Vec<std::path::PathBuf>>,
+    sandbox: Arc<Sandbox>,
     source: String,
 ) -> Result<(), String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let result =
-            Source::parse(&source).and_then(|s| s.list(&storage, &roots, &source).map(|_| ()));
+            Source::parse(&source).and_then(|s| s.list(&storage, &sandbox, &source).map(|_| ()));
         let _ = tx.send(result);
     });
     rx.await
@@ -279,13 +285,39 @@ async fn check_source(
 async fn start(
     State(api): State<Api>,
     Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A JSON body must say so: a web page can send `text/plain` across origins without asking,
+    // but not `application/json`. Form-encoded bodies are taken as Neptune takes them.
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     let params: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         query
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect()
+    } else if content_type == "application/x-www-form-urlencoded" {
+        match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+            Ok(pairs) => pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+            Err(e) => return bad_request(format!("The request body is not a valid form: {e}")),
+        }
+    } else if content_type != "application/json" {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BadRequestException",
+            format!(
+                "The request body must be application/json or application/x-www-form-urlencoded, \
+                 not `{content_type}`"
+            ),
+        );
     } else {
         match serde_json::from_slice(&body) {
             Ok(Value::Object(map)) => map,
@@ -318,7 +350,7 @@ async fn start(
     };
     if let Err(message) = check_source(
         api.storage.clone(),
-        api.local_roots.clone(),
+        api.sandbox.clone(),
         request.source.clone(),
     )
     .await

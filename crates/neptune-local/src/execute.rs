@@ -17,6 +17,7 @@ use idgraph_storage::{Location, Store};
 
 use crate::jobs::{Jobs, now_seconds};
 use crate::model::{Counters, ErrorLog, Feed, Load, LoadRequest, status};
+use crate::sandbox::Sandbox;
 use crate::store::{Applied, GraphStore, PropertyValues, StoreError};
 
 const PARSING_ERROR: &str = "PARSING_ERROR";
@@ -67,13 +68,16 @@ impl Source {
     pub fn list(
         &self,
         store: &Store,
-        roots: &[PathBuf],
+        sandbox: &Sandbox,
         source: &str,
     ) -> Result<Vec<(String, Location)>, String> {
+        if let Source::S3 { bucket, .. } = self {
+            sandbox.check_bucket(bucket, source)?;
+        }
         let files = self.list_all(store, source)?;
         if matches!(self, Source::Local(_)) {
             for (name, _) in &files {
-                allowed_local_file(std::path::Path::new(name), roots, source)?;
+                sandbox.check_local(std::path::Path::new(name), source)?;
             }
         }
         Ok(files)
@@ -131,44 +135,12 @@ impl Source {
     }
 }
 
-/// Refuses a local file outside the allowed folders (after resolving `..` and links) or not a
-/// regular file (a device, a pipe): the endpoint reads only what it was allowed to.
-fn allowed_local_file(
-    path: &std::path::Path,
-    roots: &[PathBuf],
-    source: &str,
-) -> Result<(), String> {
-    let resolved = path
-        .canonicalize()
-        .map_err(|_| format!("The source {source} does not exist/not reachable"))?;
-    if !roots.iter().any(|root| resolved.starts_with(root)) {
-        return Err(format!(
-            "The source {source} is outside the folders neptune-local may read ({}); start it \
-             with --allow-dir for another folder",
-            roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let meta = std::fs::metadata(&resolved)
-        .map_err(|_| format!("The source {source} does not exist/not reachable"))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "The source {source} names {}, which is not a regular file",
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
 /// The worker: owns the graph store and runs loads one at a time.
 #[derive(Debug)]
 pub(crate) struct Worker {
     pub graph: GraphStore,
-    /// The folders local sources may be read from, resolved.
-    pub local_roots: Arc<Vec<PathBuf>>,
+    /// What local and S3 sources may be read.
+    pub sandbox: Arc<Sandbox>,
     pub storage: Arc<Store>,
     pub jobs: Arc<Jobs>,
 }
@@ -231,17 +203,24 @@ impl Worker {
                 format!("Injected fault: transient read error on {uri}"),
             ));
         }
-        let bytes = self.storage.read(location).map_err(|e| {
-            let message = e.to_string();
-            let status = if message.contains("AccessDenied") {
-                status::S3_ACCESS_DENIED
-            } else if message.contains("NoSuchKey") || message.contains("No such file") {
-                status::FEED_MODIFIED_OR_DELETED
-            } else {
-                status::S3_READ_ERROR
-            };
-            (status, message)
-        })?;
+        let bytes = match location {
+            // Opened once and checked on the handle that is read.
+            Location::Local(path) => self
+                .sandbox
+                .read_local(path, uri)
+                .map_err(|message| (status::FEED_MODIFIED_OR_DELETED, message)),
+            Location::S3 { .. } => self.storage.read(location).map_err(|e| {
+                let message = e.to_string();
+                let status = if message.contains("AccessDenied") {
+                    status::S3_ACCESS_DENIED
+                } else if message.contains("NoSuchKey") || message.contains("No such file") {
+                    status::FEED_MODIFIED_OR_DELETED
+                } else {
+                    status::S3_READ_ERROR
+                };
+                (status, message)
+            }),
+        }?;
         let lower = uri.to_ascii_lowercase();
         let bytes = if lower.ends_with(".gz") {
             let mut out = Vec::new();
@@ -288,7 +267,7 @@ impl Worker {
             return injected;
         }
         let listed = Source::parse(&request.source)
-            .and_then(|s| s.list(&self.storage, &self.local_roots, &request.source));
+            .and_then(|s| s.list(&self.storage, &self.sandbox, &request.source));
         let listed = match listed {
             Ok(files) => files,
             Err(message) => {

@@ -17,6 +17,7 @@ mod execute;
 mod faults;
 mod jobs;
 mod model;
+mod sandbox;
 mod sigv4;
 mod store;
 mod stream;
@@ -28,7 +29,9 @@ use std::thread::JoinHandle;
 
 pub use faults::{Faults, NotTerminal};
 pub use sigv4::SigV4Credentials;
-pub use store::{GraphStore, Neighbour, Property, Retention, Stats, StoreError, VertexView};
+pub use store::{
+    EdgeDump, GraphDump, GraphStore, Neighbour, Property, Retention, Stats, StoreError, VertexView,
+};
 
 /// The status payload as JSON, for clients of this endpoint (and of Neptune) that use
 /// `aws-sdk-neptunedata`: it hands the payload over as an untyped `Document`, which has no serde
@@ -77,9 +80,15 @@ pub struct Config {
     pub addr: SocketAddr,
     /// When set, every request must carry a valid SigV4 signature made with these credentials.
     pub sigv4: Option<SigV4Credentials>,
-    /// The folders local sources may be read from (regular files only, after resolving `..`
-    /// and links). Empty: the data folder's parent and the working directory.
+    /// The folders local sources may be read from besides the data folder (regular files
+    /// only, checked on the open handle after resolving `..` and links). The working directory
+    /// is not among them unless given.
     pub local_source_dirs: Vec<PathBuf>,
+    /// The S3 buckets sources may be read from (with the server's own credentials, so only
+    /// those it is told); none by default.
+    pub allowed_buckets: Vec<String>,
+    /// Host names a request's `Host` may name besides loopback ones and the listening address.
+    pub allowed_hosts: Vec<String>,
     /// Serve a non-loopback address without SigV4: refused unless this is set.
     pub allow_unauthenticated: bool,
     /// Record every committed change as Neptune Streams does, kept this long; `None`: off.
@@ -94,6 +103,8 @@ impl Config {
             addr,
             sigv4: None,
             local_source_dirs: Vec::new(),
+            allowed_buckets: Vec::new(),
+            allowed_hosts: Vec::new(),
             allow_unauthenticated: false,
             streams: Some(Retention::default()),
         }
@@ -178,19 +189,8 @@ impl Server {
         {
             return Err(StartError::Unauthenticated { addr: config.addr });
         }
-        let wanted = if config.local_source_dirs.is_empty() {
-            let parent = config
-                .data_dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."))
-                .to_path_buf();
-            vec![parent, PathBuf::from(".")]
-        } else {
-            config.local_source_dirs.clone()
-        };
+        let wanted = std::iter::once(&config.data_dir).chain(&config.local_source_dirs);
         let local_roots = wanted
-            .iter()
             .map(|dir| {
                 dir.canonicalize().map_err(|source| StartError::SourceDir {
                     path: dir.display().to_string(),
@@ -198,7 +198,11 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let local_roots = Arc::new(local_roots);
+        let sandbox = Arc::new(sandbox::Sandbox {
+            local_roots,
+            buckets: config.allowed_buckets.clone(),
+            hosts: config.allowed_hosts.clone(),
+        });
         let mut graph = GraphStore::open(&config.data_dir.join(GRAPH_FILE))?;
         if let Some(retention) = config.streams {
             graph = graph.with_stream(retention);
@@ -229,7 +233,8 @@ impl Server {
             sigv4: config.sigv4.map(Arc::new),
             started: jobs::now_seconds(),
             graph_path: config.data_dir.join(GRAPH_FILE),
-            local_roots: local_roots.clone(),
+            sandbox: sandbox.clone(),
+            listening: addr,
             streams: config.streams.is_some(),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -251,7 +256,7 @@ impl Server {
             .map_err(bind)?;
         let worker = execute::Worker {
             graph,
-            local_roots,
+            sandbox,
             storage,
             jobs: jobs.clone(),
         };

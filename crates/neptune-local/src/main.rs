@@ -45,10 +45,17 @@ enum Command {
         /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as IAM database authentication does.
         #[arg(long)]
         require_sigv4: bool,
-        /// A folder local sources may be read from (repeatable) [default: the data folder's
-        /// parent and the working directory]
+        /// A folder local sources may be read from (repeatable), besides the data folder; the
+        /// working directory is not allowed unless given
         #[arg(long = "allow-dir", value_name = "DIR")]
         allow_dirs: Vec<PathBuf>,
+        /// An S3 bucket sources may be read from (repeatable), with this server's credentials;
+        /// none by default
+        #[arg(long = "allow-bucket", value_name = "BUCKET")]
+        allow_buckets: Vec<String>,
+        /// A host name requests may address besides loopback names and --addr (repeatable)
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
         /// Serve a non-loopback --addr without --require-sigv4 (anyone who reaches it can load
         /// data and read the graph)
         #[arg(long)]
@@ -145,6 +152,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             require_sigv4,
             allow_dirs,
+            allow_buckets,
+            allow_hosts,
             allow_unauthenticated,
             no_streams,
             stream_expiry_days,
@@ -165,6 +174,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let server = neptune_local::Server::start(Config {
                 sigv4,
                 local_source_dirs: allow_dirs,
+                allowed_buckets: allow_buckets,
+                allowed_hosts: allow_hosts,
                 allow_unauthenticated,
                 streams: (!no_streams).then_some(Retention {
                     days: stream_expiry_days,

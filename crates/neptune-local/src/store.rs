@@ -101,6 +101,25 @@ pub struct Stats {
     pub edge_labels: BTreeMap<String, u64>,
 }
 
+/// The whole graph, every element with everything it holds: what tests compare when they
+/// claim two runs made the same graph (counts alone miss a stale or lost property value).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GraphDump {
+    /// By `~id`: labels (sorted) and properties (sorted by name, then value).
+    pub vertices: BTreeMap<String, (Vec<String>, Vec<Property>)>,
+    /// By `~id`.
+    pub edges: BTreeMap<String, EdgeDump>,
+}
+
+/// An edge as [`GraphDump`] holds it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EdgeDump {
+    pub label: String,
+    pub from: String,
+    pub to: String,
+    pub properties: Vec<Property>,
+}
+
 /// A property as stored.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Property {
@@ -582,6 +601,101 @@ impl GraphStore {
                 "SELECT label, count(*) FROM edge GROUP BY label ORDER BY label",
             )?,
         })
+    }
+
+    /// Every vertex and edge with its labels, ends and property values.
+    pub fn dump(&self) -> Result<GraphDump, StoreError> {
+        self.dump_inner().map_err(|e| self.fail(e))
+    }
+
+    fn dump_inner(&self) -> Result<GraphDump, rusqlite::Error> {
+        let mut dump = GraphDump::default();
+        let mut by_key: BTreeMap<i64, String> = BTreeMap::new();
+        for row in self
+            .conn
+            .prepare("SELECT vk, id FROM vertex")?
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        {
+            let (vk, id) = row?;
+            dump.vertices.insert(id.clone(), (Vec::new(), Vec::new()));
+            by_key.insert(vk, id);
+        }
+        for row in self
+            .conn
+            .prepare("SELECT vk, label FROM vertex_label ORDER BY vk, label")?
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        {
+            let (vk, label) = row?;
+            if let Some(v) = by_key.get(&vk).and_then(|id| dump.vertices.get_mut(id)) {
+                v.0.push(label);
+            }
+        }
+        for row in self
+            .conn
+            .prepare("SELECT vk, name, value, type FROM vertex_prop ORDER BY vk, name, value")?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Property {
+                        name: r.get(1)?,
+                        value: r.get(2)?,
+                        type_name: r.get(3)?,
+                    },
+                ))
+            })?
+        {
+            let (vk, property) = row?;
+            if let Some(v) = by_key.get(&vk).and_then(|id| dump.vertices.get_mut(id)) {
+                v.1.push(property);
+            }
+        }
+        let mut edge_ids: BTreeMap<i64, String> = BTreeMap::new();
+        for row in self
+            .conn
+            .prepare("SELECT ek, id, label, from_vk, to_vk FROM edge")?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+        {
+            let (ek, id, label, from, to) = row?;
+            let end = |vk: i64| by_key.get(&vk).cloned().unwrap_or_default();
+            dump.edges.insert(
+                id.clone(),
+                EdgeDump {
+                    label,
+                    from: end(from),
+                    to: end(to),
+                    properties: Vec::new(),
+                },
+            );
+            edge_ids.insert(ek, id);
+        }
+        for row in self
+            .conn
+            .prepare("SELECT ek, name, value, type FROM edge_prop ORDER BY ek, name")?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Property {
+                        name: r.get(1)?,
+                        value: r.get(2)?,
+                        type_name: r.get(3)?,
+                    },
+                ))
+            })?
+        {
+            let (ek, property) = row?;
+            if let Some(e) = edge_ids.get(&ek).and_then(|id| dump.edges.get_mut(id)) {
+                e.properties.push(property);
+            }
+        }
+        Ok(dump)
     }
 
     /// The vertices `key` names: the vertex with that id, or else every vertex with a property

@@ -1194,6 +1194,165 @@ mod access {
         }
     }
 
+    /// `neptune-local serve` started from `/`, as a service is: the working directory is not
+    /// a folder it may read, so `/etc/passwd` is refused and nothing of it reaches the error
+    /// log; its own data folder is allowed.
+    #[test]
+    fn a_server_started_from_the_root_folder_reads_only_its_data_folder() {
+        let data = tempdir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"))
+            .current_dir("/")
+            .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
+            .arg(data.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _child = Kill(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "it did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let json = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
+        let body = |source: &str| {
+            format!(
+                r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
+            )
+        };
+        for source in ["/etc/passwd", "etc/passwd", "file:///etc/passwd"] {
+            let answer = raw_with(addr, "POST", "/loader", &json, &body(source));
+            assert!(
+                answer.starts_with("HTTP/1.1 400") && answer.contains("outside the folders"),
+                "{source}: {answer}"
+            );
+            assert!(!answer.contains("root:"), "{answer}");
+        }
+        let list = raw_with(addr, "GET", "/loader?details=true", &json, "");
+        assert!(!list.contains("root:"), "{list}");
+        let inside = write(data.path(), "in/v.csv", "~id,~label\na,A\n");
+        let answer = raw_with(
+            addr,
+            "POST",
+            "/loader",
+            &json,
+            &body(&inside.display().to_string()),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[test]
+    fn s3_sources_are_read_only_from_allowed_buckets() {
+        let data = tempdir();
+        let s3_root = tempdir();
+        let bucket = s3_root.path().join("allowed");
+        write(&bucket, "v/v.csv", "~id,~label\na,A\n");
+        write(&s3_root.path().join("private"), "v/v.csv", "~id,~label\nsecret-id,A\n");
+        let s3 = testkit::LocalS3::start(s3_root.path());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"));
+        s3.aws_env(&mut command)
+            .args(["serve", "--addr", &addr.to_string(), "--allow-bucket", "allowed"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stderr(std::process::Stdio::null());
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _child = Kill(command.spawn().unwrap_or_else(|e| panic!("{e}")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "it did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let json = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
+        let body = |source: &str| {
+            format!(
+                r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
+            )
+        };
+        let refused =
+            raw_with(addr, "POST", "/loader", &json, &body("s3://private/v/"));
+        assert!(
+            refused.starts_with("HTTP/1.1 400") && refused.contains("--allow-bucket private"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret-id"), "{refused}");
+        let accepted =
+            raw_with(addr, "POST", "/loader", &json, &body("s3://allowed/v/"));
+        assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
+    }
+
+    /// A web page cannot drive the endpoint: not through a foreign `Host` (DNS rebinding), not
+    /// with its `Origin`, not with a `text/plain` body (which needs no preflight). Form bodies,
+    /// which Neptune takes, are taken.
+    #[test]
+    fn browsers_and_foreign_hosts_are_refused_and_form_bodies_taken() {
+        let (data, server, _client) = local();
+        let source = write(data.path(), "v/v.csv", "~id,~label\na,A\n");
+        let addr = server.addr();
+        let json = format!(
+            r#"{{"source":"{}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#,
+            source.display()
+        );
+        for (headers, want) in [
+            (
+                "Host: attacker.example:8182\r\nContent-Type: application/json\r\n".to_owned(),
+                "HTTP/1.1 403",
+            ),
+            (
+                format!(
+                    "Host: {addr}\r\nOrigin: http://attacker.example\r\n\
+                     Content-Type: application/json\r\n"
+                ),
+                "HTTP/1.1 403",
+            ),
+            (
+                format!("Host: {addr}\r\nContent-Type: text/plain\r\n"),
+                "HTTP/1.1 415",
+            ),
+            (
+                format!("Host: localhost:{}\r\nContent-Type: application/json\r\n", addr.port()),
+                "HTTP/1.1 200",
+            ),
+        ] {
+            let answer = raw_with(addr, "POST", "/loader", &headers, &json);
+            assert!(answer.starts_with(want), "{headers}: {answer}");
+        }
+        let form = format!(
+            "source={}&format=csv&iamRoleArn={}&region=us-east-1",
+            source.display().to_string().replace('/', "%2F"),
+            ROLE.replace(':', "%3A").replace('/', "%2F")
+        );
+        let answer = raw_with(
+            addr,
+            "POST",
+            "/loader",
+            &format!("Host: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+            &form,
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     #[tokio::test]
     async fn malformed_oversized_and_incomplete_requests_get_neptune_errors() {
         let (_data, server, _client) = local();
@@ -1338,13 +1497,31 @@ mod access {
 
     /// A bare HTTP/1.1 request, returning the whole answer.
     fn raw(server: &Server, method: &str, target: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect(server.addr()).unwrap_or_else(|e| panic!("{e}"));
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        raw_with(
             server.addr(),
+            method,
+            target,
+            &format!(
+                "Host: {}\r\nContent-Type: application/json\r\n",
+                server.addr()
+            ),
+            body,
+        )
+    }
+
+    /// A bare HTTP/1.1 request with these header lines (each ending in CRLF).
+    pub(super) fn raw_with(
+        addr: std::net::SocketAddr,
+        method: &str,
+        target: &str,
+        headers: &str,
+        body: &str,
+    ) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\n{headers}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
             body.len()
         );
         stream
@@ -1411,7 +1588,8 @@ mod sources {
         let data = tempdir();
         let mut child = s3
             .aws_env(&mut Command::new(env!("CARGO_BIN_EXE_neptune-local")))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--allow-bucket", "graph-bucket"])
+            .arg("--data-dir")
             .arg(data.path())
             .stderr(Stdio::piped())
             .spawn()

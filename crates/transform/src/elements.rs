@@ -13,7 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::ids::{IdSet, edge_id, vertex_id};
 use crate::mapping::{Mapping, PropertySource};
-use crate::source::convert;
+use crate::source::{FieldProblem, convert, rule};
 
 /// A row that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,25 @@ pub struct Reject {
     pub line: u64,
     /// The column at fault, when one is.
     pub column: Option<String>,
+    /// The rule the row breaks, without its value: what messages and logs print.
+    pub rule: &'static str,
+    /// The rule with the value quoted: what `rejects.csv` holds.
     pub reason: String,
+}
+
+impl Reject {
+    /// `file:line: column C: rule` (no value), or with the reason and its value when asked.
+    pub fn summary(&self, show_values: bool) -> String {
+        let what = if show_values {
+            self.reason.clone()
+        } else {
+            match &self.column {
+                Some(column) => format!("column {column}: {}", self.rule),
+                None => self.rule.to_owned(),
+            }
+        };
+        format!("{}:{}: {what}", self.file, self.line)
+    }
 }
 
 /// The text values of a block of rows, row by row: each row's fields end to end in one string.
@@ -246,17 +264,19 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
 
     for record in Records::starting_at(chunk.text, chunk.first_line) {
         out.rows += 1;
-        let reject = |line: u64, column: Option<String>, reason: String| Reject {
+        let reject = |line: u64, column: Option<String>, rule: &'static str, reason: String| Reject {
             dataset: chunk.dataset,
             file: chunk.file.to_owned(),
             line,
             column,
+            rule,
             reason,
         };
         let record: Record<'_> = match record {
             Ok(record) => record,
             Err(e) => {
-                out.rejects.push(reject(e.line(), None, e.to_string()));
+                out.rejects
+                    .push(reject(e.line(), None, rule::MALFORMED, e.to_string()));
                 continue;
             }
         };
@@ -265,6 +285,7 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             out.rejects.push(reject(
                 line,
                 None,
+                rule::FIELD_COUNT,
                 format!("expected {width} fields, found {}", record.fields.len()),
             ));
             continue;
@@ -275,18 +296,24 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
             if chunk.lossy && field.text.contains('\u{FFFD}') {
                 problem = Some((
                     column.name.clone(),
-                    format!("column {} is not valid UTF-8", column.name),
+                    FieldProblem {
+                        rule: rule::NOT_UTF8,
+                        reason: format!("column {} is not valid UTF-8", column.name),
+                    },
                 ));
                 break;
             }
             if field.text.len() > MAX_FIELD_BYTES {
                 problem = Some((
                     column.name.clone(),
-                    format!(
-                        "column {}: a value of {} bytes; at most {MAX_FIELD_BYTES} are taken",
-                        column.name,
-                        field.text.len()
-                    ),
+                    FieldProblem {
+                        rule: rule::TOO_LONG,
+                        reason: format!(
+                            "column {}: a value of {} bytes; at most {MAX_FIELD_BYTES} are taken",
+                            column.name,
+                            field.text.len()
+                        ),
+                    },
                 ));
                 break;
             }
@@ -298,8 +325,9 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
                 }
             }
         }
-        if let Some((column, reason)) = problem {
-            out.rejects.push(reject(line, Some(column), reason));
+        if let Some((column, problem)) = problem {
+            out.rejects
+                .push(reject(line, Some(column), problem.rule, problem.reason));
             continue;
         }
         let value = |i: usize| values[i].as_deref().unwrap_or("");

@@ -96,6 +96,9 @@ pub struct Options {
     pub progress: bool,
     /// Server-side encryption of what is written to S3 (default SSE-S3).
     pub encryption: idgraph_storage::Encryption,
+    /// Quote source values in messages (a reject's value); off, messages name file, line,
+    /// column and rule only, so logs carry no customer data.
+    pub show_values: bool,
 }
 
 /// The default `--max-reject-rate`.
@@ -118,6 +121,7 @@ impl Options {
             force: false,
             progress: false,
             encryption: idgraph_storage::Encryption::default(),
+            show_values: false,
         })
     }
 }
@@ -194,6 +198,7 @@ fn batch_name(kind: &SourceKind) -> String {
 /// Runs the transform for the selected batches.
 pub fn run(options: &Options) -> Result<RunReport, Error> {
     let store = Store::default().with_encryption(options.encryption.clone());
+    reclaim_leftovers(&options.output)?;
     let kinds = match &options.selection {
         Selection::Initial => vec![SourceKind::Initial],
         Selection::Batch(batch) => vec![SourceKind::Incremental(batch.clone())],
@@ -220,6 +225,20 @@ pub fn pending(options: &Options) -> Result<Vec<BatchId>, Error> {
 pub fn is_transformed(options: &Options, kind: &SourceKind) -> Result<bool, Error> {
     let store = Store::default().with_encryption(options.encryption.clone());
     Ok(store.exists(&options.output.join(&Layout::graph_dir(kind)).join(MANIFEST))?)
+}
+
+/// Reclaims what publishes killed midway left under a local output root (see
+/// [`idgraph_core::publish::reclaim`]): a batch moved aside is put back, staging folders of
+/// runs that are gone are removed. Every run does it first, so a batch is never missing because
+/// an earlier run died between its two renames.
+pub fn reclaim_leftovers(output: &Location) -> Result<(), Error> {
+    let Location::Local(root) = output else {
+        return Ok(());
+    };
+    let graph = root.join(Layout::DATASETS).join("graph");
+    idgraph_core::publish::reclaim(&[graph.clone(), graph.join("incremental")])
+        .map(drop)
+        .map_err(|e| Error::Output(format!("cannot reclaim leftovers under {}: {e}", graph.display())))
 }
 
 fn pending_batches(store: &Store, options: &Options) -> Result<Vec<BatchId>, Error> {
@@ -539,7 +558,7 @@ fn local_staging(
             std::fs::create_dir_all(&graph)
                 .map_err(|e| Error::Output(format!("cannot create {}: {e}", graph.display())))?;
             let dir = tempfile::Builder::new()
-                .prefix(&format!(".staging-{batch}-"))
+                .prefix(&idgraph_core::publish::staging_prefix(batch))
                 .tempdir_in(&graph)
                 .map_err(fail)?;
             Ok((dir.path().to_path_buf(), Some(dir)))
@@ -587,7 +606,7 @@ fn transform_batch(
         let first = gathered
             .rejects
             .first()
-            .map(|r| format!("{}:{}: {}", r.file, r.line, r.reason))
+            .map(|r| r.summary(options.show_values))
             .unwrap_or_default();
         return Err(Error::TooManyRejects {
             batch,
@@ -720,8 +739,11 @@ fn transform_batch(
     })
 }
 
-/// Moves a complete staged batch into place: locally by renaming the folder, on S3 by uploading
-/// every file and the manifest last (the manifest is what marks a batch as transformed).
+/// Moves a complete staged batch into place: locally by renaming the folder (the old one moved
+/// aside first, see [`idgraph_core::publish::replace_dir`]); on S3 the old manifest is removed
+/// first (so no reader takes a mix of generations for a batch), then every file is uploaded,
+/// every object the new manifest does not list is removed, and the manifest is written last
+/// (it is what marks a batch as transformed).
 fn publish(
     store: &Store,
     staging: &Path,
@@ -729,38 +751,16 @@ fn publish(
     manifest: &Manifest,
 ) -> Result<(), Error> {
     match target {
-        Location::Local(final_dir) => {
-            let parent = final_dir.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Output(format!("cannot create {}: {e}", parent.display())))?;
-            let old = parent.join(format!(
-                ".replaced-{}-{}",
-                final_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::process::id()
-            ));
-            if final_dir.exists() {
-                // Only reached with --force, or when a failed run left rejects.csv alone.
-                std::fs::rename(final_dir, &old).map_err(|e| {
-                    Error::Output(format!("cannot move {} aside: {e}", final_dir.display()))
-                })?;
-            }
-            std::fs::rename(staging, final_dir).map_err(|e| {
+        Location::Local(final_dir) => idgraph_core::publish::replace_dir(staging, final_dir)
+            .map_err(|e| {
                 Error::Output(format!(
                     "cannot move the batch into {}: {e}",
                     final_dir.display()
                 ))
-            })?;
-            if old.exists() {
-                std::fs::remove_dir_all(&old)
-                    .map_err(|e| Error::Output(format!("cannot remove {}: {e}", old.display())))?;
-            }
-            Ok(())
-        }
+            }),
         Location::S3 { .. } => {
-            let existing = store.list(target)?;
+            store.remove(&target.join(MANIFEST))?;
+            idgraph_core::process::exit_point("transform", "after-manifest-removed");
             let mut names: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
             names.push(REJECTS.to_owned());
             names.par_iter().try_for_each(|name| -> Result<(), Error> {
@@ -768,15 +768,17 @@ fn publish(
                     .map_err(|e| Error::Output(format!("cannot read staged {name}: {e}")))?;
                 Ok(store.write(&target.join(name), bytes)?)
             })?;
+            idgraph_core::process::exit_point("transform", "after-files");
+            // Objects of an earlier generation (or of a run killed here) that this one lacks:
+            // the loader reads every object under the prefix, listed or not.
+            for object in store.list(target)? {
+                if object.relative != MANIFEST && !names.contains(&object.relative) {
+                    store.remove(&target.join(&object.relative))?;
+                }
+            }
             let manifest_bytes = std::fs::read(staging.join(MANIFEST))
                 .map_err(|e| Error::Output(format!("cannot read staged {MANIFEST}: {e}")))?;
             store.write(&target.join(MANIFEST), manifest_bytes)?;
-            // Files of an earlier run that this one does not have.
-            for object in existing {
-                if object.relative != MANIFEST && !names.contains(&object.relative) {
-                    store.remove_all(&target.join(&object.relative))?;
-                }
-            }
             Ok(())
         }
     }

@@ -116,6 +116,18 @@ struct RunArgs {
     glue_database: Option<String>,
     #[command(flatten)]
     engine: spark_engine::EngineSettings,
+    /// Server-side encryption of everything written to S3: AES256 (SSE-S3), aws:kms (SSE-KMS)
+    /// or none; the server's answer must confirm it.
+    #[arg(long, value_name = "ALGORITHM", default_value = "AES256")]
+    encryption: String,
+    /// The KMS key of --encryption aws:kms (its id, ARN or alias); the server must confirm it.
+    /// [default: the bucket's default key]
+    #[arg(long, value_name = "KEY")]
+    kms_key_id: Option<String>,
+    /// Quote source values in messages (a reject's value); without it messages name file,
+    /// line, column and rule only, so logs carry no customer data.
+    #[arg(long)]
+    show_values: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -272,6 +284,11 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
         (None, true) => Selection::Pending,
         (None, false) => Selection::Initial,
     };
+    let encryption = match transform::Encryption::from_setting(&args.encryption, args.kms_key_id)
+    {
+        Ok(encryption) => encryption,
+        Err(e) => return fail(e),
+    };
     let options = Options {
         input,
         output,
@@ -280,9 +297,10 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
         max_reject_rate: args.max_reject_rate,
         max_file_bytes: args.max_file_mb * 1_000_000,
         gzip: args.gzip,
-        encryption: transform::Encryption::default(),
+        encryption,
         force: args.force,
         progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
+        show_values: args.show_values,
     };
     if !matches!(engine, spark_engine::EnginePlan::Local) || catalog_batches.is_some() {
         return run_on_engine(&engine, &options, catalog_batches, args.json);

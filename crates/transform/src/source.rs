@@ -141,8 +141,17 @@ pub(crate) fn split_chunks(
     chunks
 }
 
-/// Why one field makes its row unusable.
-pub(crate) type FieldProblem = String;
+/// Why one field makes its row unusable: the rule it breaks (no value in it, for messages and
+/// logs) and the reason with the value quoted (for `rejects.csv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldProblem {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+fn problem(rule: &'static str, reason: String) -> FieldProblem {
+    FieldProblem { rule, reason }
+}
 
 /// Converts one field to the form written to the graph: whole numbers in canonical decimal,
 /// dates as `yyyy-MM-dd`, timestamps as `yyyy-MM-ddTHH:mm:ssZ` (UTC; a fraction of a second is
@@ -160,23 +169,32 @@ pub(crate) fn convert<'a>(
         return if column.nullable {
             Ok(None)
         } else {
-            Err(format!("column {} is empty", column.name))
+            Err(problem(
+                rule::EMPTY,
+                format!("column {} is empty", column.name),
+            ))
         };
     }
     match column.ty {
         ColumnType::String => Ok(Some(Cow::Borrowed(raw))),
         ColumnType::Int => {
             let n: i64 = trimmed.parse().map_err(|_| {
-                format!(
-                    "column {}: `{}` is not a whole number",
-                    column.name,
-                    shorten(raw)
+                problem(
+                    rule::NOT_WHOLE,
+                    format!(
+                        "column {}: `{}` is not a whole number",
+                        column.name,
+                        shorten(raw)
+                    ),
                 )
             })?;
             if int32 && i32::try_from(n).is_err() {
-                return Err(format!(
-                    "column {}: {n} does not fit an Int (32 bits) property",
-                    column.name
+                return Err(problem(
+                    rule::INT_RANGE,
+                    format!(
+                        "column {}: {n} does not fit an Int (32 bits) property",
+                        column.name
+                    ),
                 ));
             }
             // Borrow the text when it is already in canonical form (no sign, no leading zero).
@@ -193,20 +211,26 @@ pub(crate) fn convert<'a>(
             if trimmed.len() == 10 && is_valid_date(trimmed) {
                 Ok(Some(Cow::Borrowed(trimmed)))
             } else {
-                Err(format!(
-                    "column {}: `{}` is not a date (yyyy-MM-dd)",
-                    column.name,
-                    shorten(raw)
+                Err(problem(
+                    rule::NOT_DATE,
+                    format!(
+                        "column {}: `{}` is not a date (yyyy-MM-dd)",
+                        column.name,
+                        shorten(raw)
+                    ),
                 ))
             }
         }
         ColumnType::Timestamp => timestamp(trimmed)
             .map(|t| Some(Cow::Owned(t)))
             .ok_or_else(|| {
-                format!(
-                    "column {}: `{}` is not a timestamp (yyyy-MM-dd HH:mm:ss[.ffffff])",
-                    column.name,
-                    shorten(raw)
+                problem(
+                    rule::NOT_TIMESTAMP,
+                    format!(
+                        "column {}: `{}` is not a timestamp (yyyy-MM-dd HH:mm:ss[.ffffff])",
+                        column.name,
+                        shorten(raw)
+                    ),
                 )
             }),
     }
@@ -231,6 +255,19 @@ fn timestamp(value: &str) -> Option<String> {
     }
     let out = format!("{}T{}Z", &value[..10], &value[11..19]);
     is_valid_date(&out).then_some(out)
+}
+
+/// The rules a source row can break, as messages and logs name them (never with the value).
+pub mod rule {
+    pub const MALFORMED: &str = "malformed record";
+    pub const FIELD_COUNT: &str = "wrong number of fields";
+    pub const NOT_UTF8: &str = "not valid UTF-8";
+    pub const TOO_LONG: &str = "value too long";
+    pub const EMPTY: &str = "required value missing";
+    pub const NOT_WHOLE: &str = "not a whole number";
+    pub const INT_RANGE: &str = "outside the Int (32 bits) range";
+    pub const NOT_DATE: &str = "not a date (yyyy-MM-dd)";
+    pub const NOT_TIMESTAMP: &str = "not a timestamp (yyyy-MM-dd HH:mm:ss[.ffffff])";
 }
 
 /// A value as quoted in a reject reason: at most 80 characters.
