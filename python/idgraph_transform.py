@@ -15,6 +15,11 @@ passes them:
   --max-file-bytes N    split a label's file after this many bytes of text (256000000)
   --gzip true|false     gzip the graph files
   --force true|false    transform a batch whose manifest exists again
+  --encryption ALG      server-side encryption of every s3:// write: AES256 (default), aws:kms
+                        or none; S3's answer must confirm it
+  --kms-key-id KEY      the KMS key of aws:kms (its id or ARN); S3's answer must name it
+  --show-values true|false  quote a reject's value in the error message (off: file, line,
+                        column and rule only)
 
 What it shares with the Rust transform (and the parity test checks): CSV reading with the same
 record rules and reject reasons, the same normalisation, the same ids (xxh3-128 shaped as RFC 9562
@@ -1101,11 +1106,52 @@ def _s3_client():
     return boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
 
 
-def write_bytes(uri: str, data: bytes, encryption: str = "AES256") -> None:
-    """Writes a whole object: locally to a temporary name, fsynced, then renamed."""
+# Server-side encryption of s3:// writes: (algorithm or "", KMS key id or ""). Passed to every
+# write explicitly, executors' included (a module setting made in the driver would not reach
+# them).
+Encryption = tuple
+DEFAULT_ENCRYPTION: Encryption = ("AES256", "")
+
+
+def encryption_setting(args: dict) -> Encryption:
+    """The --encryption and --kms-key-id arguments, checked as idgraph_storage checks them."""
+    name = args.get("encryption", "AES256")
+    key = args.get("kms_key_id", "") or ""
+    algorithm = {"aes256": "AES256", "aws:kms": "aws:kms", "kms": "aws:kms", "none": ""}.get(name.lower())
+    if algorithm is None:
+        raise JobError(f"encryption `{name}`: expected AES256, aws:kms or none")
+    if key and algorithm != "aws:kms":
+        raise JobError(f"a KMS key id ({key}) goes with encryption aws:kms, not {name}")
+    if key.startswith("alias/") or ":alias/" in key:
+        raise JobError(f"KMS key {key}: give the key's id or ARN; an alias cannot be confirmed "
+                       "against S3's answer")
+    return (algorithm, key)
+
+
+def kms_key_matches(asked: str, answered: str) -> bool:
+    """S3 answers with the key's ARN; the setting may give its id or its ARN."""
+    return answered == asked or answered.endswith(f":key/{asked}")
+
+
+def write_bytes(uri: str, data: bytes, encryption: Encryption = DEFAULT_ENCRYPTION) -> None:
+    """Writes a whole object: locally to a temporary name, fsynced, then renamed; on S3 with
+    the server-side encryption asked for, confirmed by S3's answer (an S3-compatible server
+    that ignores the header would otherwise store it in the clear)."""
     if is_s3(uri):
         bucket, key = _s3_parts(uri)
-        _s3_client().put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption=encryption)
+        algorithm, key_id = encryption
+        extra = {}
+        if algorithm:
+            extra["ServerSideEncryption"] = algorithm
+        if key_id:
+            extra["SSEKMSKeyId"] = key_id
+        answer = _s3_client().put_object(Bucket=bucket, Key=key, Body=data, **extra)
+        if algorithm and answer.get("ServerSideEncryption") != algorithm:
+            raise JobError(f"{uri}: asked for server-side encryption {algorithm} but S3's answer says "
+                           f"{answer.get('ServerSideEncryption') or 'none'}")
+        if key_id and not kms_key_matches(key_id, answer.get("SSEKMSKeyId") or ""):
+            raise JobError(f"{uri}: asked for KMS key {key_id} but S3's answer names "
+                           f"{answer.get('SSEKMSKeyId') or 'no key'}")
         return
     os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
     temporary = f"{uri}.tmp-{os.getpid()}"
@@ -1232,7 +1278,7 @@ def file_chunks(mapping: Mapping, dataset_index: int, file_index: int, name: str
 # Writing one partition of merged elements.
 
 def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping, limit: int,
-                    use_gzip: bool) -> Iterator[tuple]:
+                    use_gzip: bool, encryption: Encryption = DEFAULT_ENCRYPTION) -> Iterator[tuple]:
     """One partition: the marshalled (chunk seq, dataset, hashes, [(label, block)]) of every
     chunk. Counts the partition's distinct rows per dataset, then merges each element's rows
     (in source order: chunks sorted by seq) and writes each label's elements as files
@@ -1261,7 +1307,8 @@ def write_partition(index: int, blobs: Iterator, staging: str, mapping: Mapping,
     del seen
     for label in sorted(by_label):
         block = by_label.pop(label)
-        yield from write_label(index, label, merge_block(*block), staging, mapping, limit, use_gzip)
+        yield from write_label(index, label, merge_block(*block), staging, mapping, limit, use_gzip,
+                               encryption)
 
 
 # What _SPECIAL finds in a value: one of these characters, or a blank or tab at either end (next
@@ -1282,7 +1329,7 @@ def _column_text(values, push) -> list:
 
 
 def write_label(index: int, label: int, block: tuple, staging: str, mapping: Mapping, limit: int,
-                use_gzip: bool) -> Iterator[tuple]:
+                use_gzip: bool, encryption: Encryption = DEFAULT_ENCRYPTION) -> Iterator[tuple]:
     """One label's merged elements (columns) as lines of Gremlin CSV in files of at most
     `limit` bytes (one line at least)."""
     n_vertex = len(mapping.vertices)
@@ -1319,17 +1366,18 @@ def write_label(index: int, label: int, block: tuple, staging: str, mapping: Map
         parts.append(("\n".join(lines[start:]) + "\n", n - start))
     for part, (body, count) in enumerate(parts):
         relative = f"{folder}/{name}-{index:05d}-{part:03d}.{extension}"
-        yield "file", write_graph_file(staging, relative, kind, name, header + body, count, use_gzip)
+        yield "file", write_graph_file(staging, relative, kind, name, header + body, count, use_gzip,
+                                       encryption)
 
 
 def write_graph_file(staging: str, relative: str, kind: str, label: str, text: str, rows: int,
-                     use_gzip: bool) -> dict:
+                     use_gzip: bool, encryption: Encryption = DEFAULT_ENCRYPTION) -> dict:
     """Writes one graph file (gzip with mtime 0, so the same rows give the same bytes) and
     returns its manifest entry."""
     data = text.encode("utf-8")
     if use_gzip:
         data = gzip_module.compress(data, 6, mtime=0)
-    write_bytes(join(staging, relative), data)
+    write_bytes(join(staging, relative), data, encryption)
     return {"path": relative, "kind": kind, "label": label, "rows": rows, "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -1343,6 +1391,33 @@ def label_header(mapping: Mapping, label: int) -> str:
         e = mapping.edges[label - n_vertex]
         cols = ["~id", "~from", "~to", "~label"] + [p.header() for p in e.props]
     return ",".join(cols)
+
+
+# The rules a reason can state, as the Rust side names them (transform::source::rule), by the
+# ending that every reason of the rule has (the reasons are this module's own words; the value,
+# when one is quoted, stands before the ending).
+REJECT_RULES = (
+    (" is empty", "required value missing"),
+    (" is not a whole number", "not a whole number"),
+    (" does not fit an Int (32 bits) property", "outside the Int (32 bits) range"),
+    (" is not a date (yyyy-MM-dd)", "not a date (yyyy-MM-dd)"),
+    (" is not a timestamp (yyyy-MM-dd HH:mm:ss[.ffffff])", "not a timestamp (yyyy-MM-dd HH:mm:ss[.ffffff])"),
+    (" is not valid UTF-8", "not valid UTF-8"),
+    (" are taken", "value too long"),
+)
+
+
+def reject_summary(reject: tuple, show_values: bool) -> str:
+    """`file:line: column C: rule` for a message, without the value (Reject::summary); the
+    whole reason, value and all, only with show_values."""
+    _, file, line, column, reason = reject
+    if show_values:
+        return f"{file}:{line}: {reason}"
+    if not column:
+        what = "wrong number of fields" if reason.startswith("expected ") else "malformed record"
+        return f"{file}:{line}: {what}"
+    rule = next((r for ending, r in REJECT_RULES if reason.endswith(ending)), "rejected")
+    return f"{file}:{line}: column {column}: {rule}"
 
 
 def rejects_csv(rejects: list) -> str:
@@ -1397,6 +1472,8 @@ def run(spark, args: dict) -> dict:
     max_rate = float(args.get("max_reject_rate", "0.01"))
     limit = int(args.get("max_file_bytes", "256000000"))
     use_gzip, force = flag(args.get("gzip")), flag(args.get("force"))
+    encryption = encryption_setting(args)
+    show_values = flag(args.get("show_values"))
     columns = load_sources(read_bytes(args["sources_schema"]).decode())
     mapping = load_mapping(read_bytes(args["mapping"]).decode(), columns, args["mapping"])
     graph_dir = "datasets/graph/initial" if batch == "initial" else f"datasets/graph/incremental/{batch}"
@@ -1509,12 +1586,12 @@ def run(spark, args: dict) -> dict:
         rejects = [r for _, r in sorted(r for _, _, chunk in chunk_reports.values() for r in chunk)]
         rows = sum(good for _, good, _ in chunk_reports.values()) + len(rejects)
         if rows > 0 and len(rejects) > max_rate * rows:
-            write_bytes(join(target, "rejects.csv"), rejects_csv(rejects).encode())
+            write_bytes(join(target, "rejects.csv"), rejects_csv(rejects).encode(), encryption)
             first = rejects[0]
             raise JobError(f"batch {batch}: {len(rejects)} of {rows} rows rejected "
                            f"({100 * len(rejects) / rows:.2f}%), more than --max-reject-rate {100 * max_rate:.2f}%; "
                            f"the graph was not written. Every reject is in {join(target, 'rejects.csv')}; "
-                           f"the first: {first[1]}:{first[2]}: {first[4]}")
+                           f"the first: {reject_summary(first, show_values)}")
         return rejects, [text for _, text in sorted(notes + list(note_places))]
 
     # Staging: a folder beside the target locally (published by one rename, after the rejects
@@ -1536,7 +1613,7 @@ def run(spark, args: dict) -> dict:
     try:
         def write_task(index, blobs):
             with gc_paused():
-                yield from write_partition(index, blobs, staging, mapping, limit, use_gzip)
+                yield from write_partition(index, blobs, staging, mapping, limit, use_gzip, encryption)
 
         results = shuffled.mapPartitionsWithIndex(write_task).collect()
         if not is_s3(target):
@@ -1570,7 +1647,8 @@ def run(spark, args: dict) -> dict:
             folder = "vertices" if kind == "vertex" else "edges"
             relative = f"{folder}/{name}-00000-000.{'csv.gz' if use_gzip else 'csv'}"
             written.append(write_graph_file(staging, relative, kind, name,
-                                            label_header(mapping, label) + "\n", 0, use_gzip))
+                                            label_header(mapping, label) + "\n", 0, use_gzip,
+                                            encryption))
         written.sort(key=lambda f: f["path"])
         vertex_counts, edge_counts = {}, {}
         for f in written:
@@ -1586,14 +1664,15 @@ def run(spark, args: dict) -> dict:
             "datasets": datasets,
             "rejects_file": "rejects.csv",
             "notes": notes,
+            "settings": {"gzip": use_gzip, "max_file_bytes": limit, "max_reject_rate": max_rate},
         }
-        write_bytes(join(staging, "rejects.csv"), rejects_csv(rejects).encode())
+        write_bytes(join(staging, "rejects.csv"), rejects_csv(rejects).encode(), encryption)
         manifest_text = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
         if is_s3(target):
             # Unlisted objects go before the manifest marks the batch published: the loader
             # reads every object under the prefix.
             publish(staging, target, {f["path"] for f in written} | {"rejects.csv", "manifest.json"})
-            write_bytes(join(target, "manifest.json"), manifest_text)
+            write_bytes(join(target, "manifest.json"), manifest_text, encryption)
         else:
             write_bytes(join(staging, "manifest.json"), manifest_text)
             publish(staging, target, set())

@@ -115,6 +115,19 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
         }
     }
 
+    // What an earlier run killed before its renames left beside the targets (its temporary
+    // files) goes first: this run writes the same files again.
+    for target in &targets {
+        for path in [&target.path, &target.other_compression, &target.truth] {
+            idgraph_core::process::remove_temp_files_beside(path).map_err(|source| {
+                Error::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+
     let generator = Generator::new(&plan, SourceSchemas::embedded())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.threads)
@@ -152,11 +165,15 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
     }
     progress.finish_and_clear();
 
-    // Every file is complete: move them all into place, then record the run.
-    let mut written = finished
-        .into_iter()
-        .map(FinishedFile::commit)
-        .collect::<Result<Vec<_>, _>>()?;
+    // Every file is complete: move them all into place, then record the run. The batch says it
+    // is incomplete until the last step is done (readers refuse it meanwhile).
+    let marker = plan.root.join(Layout::source_batch_in_progress(&plan.kind));
+    output::write_atomically(&marker, b"datagen is writing this batch\n")?;
+    let mut written = Vec::with_capacity(finished.len());
+    for file in finished {
+        written.push(file.commit()?);
+        idgraph_core::process::exit_point("datagen", "mid-commit");
+    }
     written.sort_by_key(|w| w.dataset);
     if plan.force {
         for target in &targets {
@@ -168,6 +185,7 @@ pub fn generate(config: &Config) -> Result<Report, Error> {
         }
     }
     plan.state_after.save(&plan.root)?;
+    remove_if_present(&marker)?;
 
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let mut dirt = DirtCounts::default();

@@ -199,7 +199,15 @@ fn main() -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|report| match (&s3_out, &staging) {
             (Some(dest), Some(staging)) => {
-                s3::upload(&store, staging.path(), dest).map(|()| report)
+                let kind = match &report.batch {
+                    Some(batch) => batch
+                        .parse()
+                        .map(idgraph_core::SourceKind::Incremental)
+                        .map_err(|e| format!("{e}")),
+                    None => Ok(idgraph_core::SourceKind::Initial),
+                };
+                kind.and_then(|kind| s3::upload(&store, staging.path(), dest, &kind))
+                    .map(|()| report)
             }
             _ => Ok(report),
         });
@@ -274,17 +282,31 @@ mod s3 {
         Ok(())
     }
 
-    /// Uploads every staged file to the same path below `dest`.
-    pub fn upload(store: &Store, staging: &Path, dest: &Location) -> Result<(), String> {
+    /// Uploads every staged file to the same path below `dest`, the batch marked in progress
+    /// until the last one is there (the population state last of all), as a local run does.
+    pub fn upload(
+        store: &Store,
+        staging: &Path,
+        dest: &Location,
+        kind: &idgraph_core::SourceKind,
+    ) -> Result<(), String> {
+        let marker = dest.join(&idgraph_core::Layout::source_batch_in_progress(kind));
+        store
+            .write(&marker, b"datagen is writing this batch\n".to_vec())
+            .map_err(|e| e.to_string())?;
         let files = store
             .list(&Location::Local(staging.to_path_buf()))
             .map_err(|e| e.to_string())?;
-        files.par_iter().try_for_each(|file| {
+        let (state, data): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.relative == STATE);
+        let put = |file: &&idgraph_storage::Object| -> Result<(), String> {
             let bytes = std::fs::read(staging.join(&file.relative))
                 .map_err(|e| format!("cannot read staged {}: {e}", file.relative))?;
             store
                 .write(&dest.join(&file.relative), bytes)
                 .map_err(|e| e.to_string())
-        })
+        };
+        data.par_iter().try_for_each(put)?;
+        state.iter().try_for_each(put)?;
+        store.remove(&marker).map_err(|e| e.to_string())
     }
 }

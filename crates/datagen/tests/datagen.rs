@@ -1019,6 +1019,68 @@ mod command_line {
         }
     }
 
+    /// A run killed while it moves a batch's files into place leaves the batch marked in
+    /// progress (readers refuse it); run again with --force, it completes the same batch.
+    #[test]
+    fn a_batch_killed_mid_commit_says_it_is_incomplete_until_a_rerun_completes_it() {
+        let (killed, whole) = (tempdir(), tempdir());
+        let marker = |root: &Path, batch: &str| {
+            root.join(Layout::source_batch_in_progress(&SourceKind::Incremental(
+                batch.parse().unwrap_or_else(|e| panic!("{e}")),
+            )))
+        };
+        for root in [killed.path(), whole.path()] {
+            let r = root.to_string_lossy().into_owned();
+            assert!(
+                datagen(&["--out", &r, "--records", "200", "--quiet"])
+                    .status
+                    .success()
+            );
+        }
+        let inc = |root: &Path, extra: &[&str], exit_at: Option<&str>| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_datagen"));
+            command
+                .args([
+                    "--out",
+                    &root.to_string_lossy(),
+                    "--incremental",
+                    "--records",
+                    "50",
+                ])
+                .args(["--timestamp", "20260115_060000", "--quiet"])
+                .args(extra)
+                .env_remove("IDGRAPH_TEST_EXIT_AT");
+            if let Some(point) = exit_at {
+                command.env("IDGRAPH_TEST_EXIT_AT", point);
+            }
+            command.output().unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            inc(killed.path(), &[], Some("mid-commit")).status.code(),
+            Some(86)
+        );
+        assert!(marker(killed.path(), "20260115_060000").exists());
+        let sources = |root: &Path| {
+            snapshot(&root.join(Layout::SOURCES))
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("incremental/"))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let committed: Vec<_> = sources(killed.path())
+            .into_keys()
+            .filter(|k| !k.rsplit('/').next().unwrap_or_default().starts_with('.'))
+            .collect();
+        assert_eq!(committed.len(), 1, "one dataset committed: {committed:?}");
+        assert!(inc(killed.path(), &["--force"], None).status.success());
+        assert!(inc(whole.path(), &[], None).status.success());
+        assert!(!marker(killed.path(), "20260115_060000").exists());
+        assert!(sources(killed.path()) == sources(whole.path()));
+        assert!(
+            snapshot(&killed.path().join(Layout::SOURCES))
+                == snapshot(&whole.path().join(Layout::SOURCES))
+        );
+    }
+
     #[test]
     fn bad_arguments_get_a_one_line_error_and_write_nothing() {
         let dir = tempdir();

@@ -161,6 +161,17 @@ impl Layout {
         format!("{}_data_{suffix}.{ext}", dataset.name())
     }
 
+    /// A source batch being written: `datagen` puts this marker down before the first of the
+    /// batch's files moves into place and removes it after the last, so a run killed midway
+    /// leaves a batch that says it is incomplete. The transform refuses such a batch and the
+    /// loader goes no further than it (its watermark must not pass a batch it never loaded).
+    pub fn source_batch_in_progress(kind: &SourceKind) -> String {
+        match kind {
+            SourceKind::Initial => format!("{}/.in-progress-initial", Self::SOURCES),
+            SourceKind::Incremental(batch) => format!("{}/.in-progress-{batch}", Self::SOURCES),
+        }
+    }
+
     /// The folder of the Gremlin CSV graph files made from one kind of source.
     pub fn graph_dir(kind: &SourceKind) -> String {
         match kind {
@@ -174,6 +185,9 @@ impl Layout {
     /// Identity resolution's folder: its state (`state/`) and the graph batches it makes
     /// (`graph/<initial|YYYYMMDD_HHMMSS>/`), each loaded like any transform batch.
     pub const IDENTITY: &'static str = "datasets/identity";
+    /// The run lock of a root: every command that writes its graph state (the loader's runs,
+    /// `resolve run`) holds it, so two never overlap.
+    pub const RUN_LOCK: &'static str = "datasets/loader/lock";
 
     /// The folder of the `personId` graph batch that resolving one batch makes.
     pub fn identity_graph_dir(kind: &SourceKind) -> String {

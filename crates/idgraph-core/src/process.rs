@@ -147,3 +147,55 @@ mod tests {
         );
     }
 }
+
+/// A URL as messages may print it: without its userinfo (`redis://:PASSWORD@host:6379` ->
+/// `redis://host:6379`), which can hold a secret.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// `message` with every appearance of `url` (and of its userinfo's secret) replaced by the URL
+/// without its userinfo: for errors of a library that may quote what it was given.
+pub fn redact_url(message: &str, url: &str) -> String {
+    let safe = without_userinfo(url);
+    let mut out = message.replace(url, &safe);
+    if let Some((_, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            for secret in userinfo.split(':').filter(|s| s.len() >= 4) {
+                out = out.replace(secret, "***");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_never_printed() {
+        assert_eq!(
+            without_userinfo("redis://:s3cret@cache:6379/0"),
+            "redis://cache:6379/0"
+        );
+        assert_eq!(without_userinfo("rediss://user:pw@h/x@y"), "rediss://h/x@y");
+        assert_eq!(without_userinfo("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(without_userinfo("not a url"), "not a url");
+        assert_eq!(
+            redact_url(
+                "cannot reach redis://:s3cret@cache:6379 (auth s3cret refused)",
+                "redis://:s3cret@cache:6379"
+            ),
+            "cannot reach redis://cache:6379 (auth *** refused)"
+        );
+    }
+}

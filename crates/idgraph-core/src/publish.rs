@@ -149,8 +149,14 @@ mod tests {
         let dir = tempdir();
         let graph = dir.path().join("graph");
         // What a kill between the renames leaves: the old batch aside, the new one staged.
-        write(&graph.join(format!(".replaced-initial-{DEAD}/manifest.json")), "old");
-        write(&graph.join(format!(".staging-initial-{DEAD}-abc123/manifest.json")), "new");
+        write(
+            &graph.join(format!(".replaced-initial-{DEAD}/manifest.json")),
+            "old",
+        );
+        write(
+            &graph.join(format!(".staging-initial-{DEAD}-abc123/manifest.json")),
+            "new",
+        );
         let done = reclaim(std::slice::from_ref(&graph)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read(&graph.join("initial/manifest.json")), "old");
         assert_eq!(done.restored, [graph.join("initial")]);
@@ -166,7 +172,10 @@ mod tests {
         let dir = tempdir();
         let graph = dir.path().join("graph");
         write(&graph.join("initial/manifest.json"), "new");
-        write(&graph.join(format!(".replaced-initial-{DEAD}/manifest.json")), "old");
+        write(
+            &graph.join(format!(".replaced-initial-{DEAD}/manifest.json")),
+            "old",
+        );
         let mine = graph.join(format!("{}x1", staging_prefix("initial")));
         write(&mine.join("manifest.json"), "mine");
         reclaim(std::slice::from_ref(&graph)).unwrap_or_else(|e| panic!("{e}"));

@@ -108,7 +108,18 @@ impl Encryption {
     pub fn from_setting(name: &str, kms_key_id: Option<String>) -> Result<Encryption, String> {
         let encryption = match name.to_ascii_lowercase().as_str() {
             "aes256" => Encryption::Aes256,
-            "aws:kms" | "kms" => return Ok(Encryption::Kms(kms_key_id)),
+            "aws:kms" | "kms" => {
+                if let Some(key) = kms_key_id
+                    .as_deref()
+                    .filter(|k| k.starts_with("alias/") || k.contains(":alias/"))
+                {
+                    return Err(format!(
+                        "KMS key {key}: give the key's id or ARN; an alias cannot be confirmed \
+                         against the server's answer, which names the key"
+                    ));
+                }
+                return Ok(Encryption::Kms(kms_key_id));
+            }
             "none" => Encryption::None,
             other => {
                 return Err(format!(
@@ -371,7 +382,7 @@ impl Store {
                         .send()
                         .await
                         .map_err(|e| s3_error("cannot write", &uri, e))?;
-                    self.confirm_encryption(&uri, out.server_side_encryption())
+                    self.confirm_encryption(&uri, out.server_side_encryption(), out.ssekms_key_id())
                 })
             }
         }
@@ -409,14 +420,16 @@ impl Store {
         }
     }
 
-    /// Fails unless the server says it applied the encryption asked for: an S3-compatible
-    /// server that ignores the header would otherwise store the object in the clear.
+    /// Fails unless the server says it applied the encryption asked for, with the KMS key
+    /// asked for when one is: an S3-compatible server that ignores the header would otherwise
+    /// store the object in the clear, and a bucket policy could swap the key.
     fn confirm_encryption(
         &self,
         uri: &str,
         applied: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+        applied_key: Option<&str>,
     ) -> Result<(), Error> {
-        let (asked, _) = sse(&self.encryption);
+        let (asked, asked_key) = sse(&self.encryption);
         match asked {
             Some(asked) if applied != Some(&asked) => Err(StorageError(format!(
                 "{uri}: asked for server-side encryption {} but the server's answer says {}; the \
@@ -424,7 +437,15 @@ impl Store {
                 asked.as_str(),
                 applied.map_or("none", |a| a.as_str())
             ))),
-            _ => Ok(()),
+            _ => match asked_key {
+                Some(key) if !applied_key.is_some_and(|a| kms_key_matches(&key, a)) => {
+                    Err(StorageError(format!(
+                        "{uri}: asked for KMS key {key} but the server's answer names {}",
+                        applied_key.unwrap_or("no key")
+                    )))
+                }
+                _ => Ok(()),
+            },
         }
     }
 
@@ -438,7 +459,7 @@ impl Store {
         let s3 = self.s3()?;
         let uri = location.to_string();
         if bytes.len() > self.multipart_threshold.unwrap_or(MULTIPART_THRESHOLD) {
-            let applied = s3.runtime.block_on(multipart_upload(
+            let (applied, key) = s3.runtime.block_on(multipart_upload(
                 &s3.client,
                 bucket,
                 prefix,
@@ -447,7 +468,7 @@ impl Store {
                 &self.encryption,
                 &uri,
             ))?;
-            return self.confirm_encryption(&uri, applied.as_ref());
+            return self.confirm_encryption(&uri, applied.as_ref(), key.as_deref());
         }
         s3.runtime.block_on(async {
             let request = s3
@@ -465,7 +486,7 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| s3_error("cannot upload", &uri, e))?;
-            self.confirm_encryption(&uri, out.server_side_encryption())
+            self.confirm_encryption(&uri, out.server_side_encryption(), out.ssekms_key_id())
         })
     }
 
@@ -577,7 +598,11 @@ impl Store {
         s3.runtime.block_on(async {
             match request.send().await {
                 Ok(out) => {
-                    self.confirm_encryption(&uri, out.server_side_encryption())?;
+                    self.confirm_encryption(
+                        &uri,
+                        out.server_side_encryption(),
+                        out.ssekms_key_id(),
+                    )?;
                     Ok(Some(out.e_tag().unwrap_or_default().to_owned()))
                 }
                 Err(e)
@@ -703,6 +728,11 @@ impl Store {
     }
 }
 
+/// S3 answers with the key's ARN; the setting may give its id or its ARN.
+fn kms_key_matches(asked: &str, answered: &str) -> bool {
+    answered == asked || answered.ends_with(&format!(":key/{asked}"))
+}
+
 /// The server-side encryption settings of an upload.
 fn sse(
     encryption: &Encryption,
@@ -728,7 +758,13 @@ async fn multipart_upload(
     sha256_hex: &str,
     encryption: &Encryption,
     uri: &str,
-) -> Result<Option<aws_sdk_s3::types::ServerSideEncryption>, Error> {
+) -> Result<
+    (
+        Option<aws_sdk_s3::types::ServerSideEncryption>,
+        Option<String>,
+    ),
+    Error,
+> {
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
     let (sse, kms_key) = sse(encryption);
     let created = client
@@ -792,10 +828,14 @@ async fn multipart_upload(
             .await;
         match completed {
             Ok(out) => {
-                return Ok(out
-                    .server_side_encryption()
-                    .or(created.server_side_encryption())
-                    .cloned());
+                return Ok((
+                    out.server_side_encryption()
+                        .or(created.server_side_encryption())
+                        .cloned(),
+                    out.ssekms_key_id()
+                        .or(created.ssekms_key_id())
+                        .map(str::to_owned),
+                ));
             }
             Err(e) => failure = Some(s3_error("cannot complete the upload of", uri, e)),
         }

@@ -164,8 +164,37 @@ fn every_write_asks_for_encryption_and_an_unconfirmed_one_fails() {
         assert_eq!(writes.len(), 4, "{writes:?}");
         for write in &writes {
             assert_eq!(write.encryption.as_deref(), Some(header), "{write:?}");
+            let key = (header == "aws:kms").then_some("key-1");
+            assert_eq!(write.kms_key_id.as_deref(), key, "{write:?}");
         }
     }
+    // A server that answers with another KMS key than the one asked for: refused, on every
+    // kind of write.
+    let other = testkit::LocalS3::start_answering_kms_key(root.path(), "someone-elses-key");
+    let store = Store::for_endpoint(&other.endpoint(), testkit::KEY, testkit::SECRET)
+        .with_multipart_threshold(8 << 20)
+        .with_encryption(Encryption::Kms(Some("key-1".into())));
+    let refusals = [
+        store.write(&at("k.json"), b"{}".to_vec()).err(),
+        store
+            .put(&at("k.csv"), b"~id\n".to_vec(), &hex(b"~id\n"))
+            .err(),
+        store.put(&at("k-big.csv"), big.clone(), &hex(&big)).err(),
+    ];
+    for refusal in refusals {
+        let message = refusal.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("asked for KMS key key-1") && message.contains("someone-elses-key"),
+            "{message}"
+        );
+    }
+    // The key's ARN is as good as its id.
+    let arn = Store::for_endpoint(&server.endpoint(), testkit::KEY, testkit::SECRET)
+        .with_encryption(Encryption::Kms(Some(
+            "arn:aws:kms:us-east-1:000000000000:key/key-2".into(),
+        )));
+    arn.write(&at("arn.json"), b"{}".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
     // A server that does not confirm the encryption: the write is reported, not trusted.
     let silent = testkit::LocalS3::start_ignoring_encryption(root.path());
     let store = Store::for_endpoint(&silent.endpoint(), testkit::KEY, testkit::SECRET);

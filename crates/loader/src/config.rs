@@ -379,7 +379,15 @@ impl Plan {
                 .update_single_cardinality_properties
                 .unwrap_or(true),
             max_error_rate,
-            load_timeout: Duration::from_secs(settings.load_timeout_secs.unwrap_or(7200)),
+            load_timeout: match settings.load_timeout_secs.unwrap_or(7200) {
+                0 => {
+                    return Err(
+                        "load_timeout_secs 0: expected 1 or more (0 would cancel every load)"
+                            .into(),
+                    );
+                }
+                secs => Duration::from_secs(secs),
+            },
         })
     }
 }

@@ -104,7 +104,8 @@ struct Common {
     /// Transform batches into .csv.gz files [default: false]
     #[arg(long, global = true)]
     gzip: Option<bool>,
-    /// Transform again a batch whose graph was made with another mapping, and load it
+    /// Transform again a batch whose graph was made with another mapping or other transform
+    /// settings (--gzip, --max-file-mb, --max-reject-rate), and load it
     #[arg(long, global = true)]
     force: bool,
     /// Print the loader's error messages, which can quote customer data [default: off: file,

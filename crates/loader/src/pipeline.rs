@@ -37,6 +37,16 @@ pub enum RunError {
         configured: String,
     },
     #[error(
+        "batch {batch} was transformed with {setting} {made_with}, not the configured \
+         {configured}; pass --force to transform it again, or configure what it was made with"
+    )]
+    SettingChanged {
+        batch: String,
+        setting: &'static str,
+        made_with: String,
+        configured: String,
+    },
+    #[error(
         "{file} has SHA-256 {actual}, not the {manifest} its manifest gives: it changed after the \
          transform; nothing of it was uploaded (transform the batch again with --force)"
     )]
@@ -179,6 +189,9 @@ struct ManifestFile {
 struct Manifest {
     #[serde(default)]
     mapping_sha256: String,
+    /// Absent in manifests of older releases: their settings are unknown, and not checked.
+    #[serde(default)]
+    settings: Option<transform::BatchSettings>,
     files: Vec<ManifestFile>,
     vertices: BTreeMap<String, u64>,
     edges: BTreeMap<String, u64>,
@@ -284,6 +297,20 @@ pub fn pending_batches(
         .collect();
     batches.sort();
     batches.dedup();
+    // No further than a batch still being written (or whose writer died): loading the ones
+    // after it would move the watermark past it, and it would never be loaded.
+    for (i, batch) in batches.iter().enumerate() {
+        let kind = SourceKind::Incremental(batch.clone());
+        let marker = plan.root.join(&Layout::source_batch_in_progress(&kind));
+        if store.exists(&marker).map_err(setup)? {
+            eprintln!(
+                "loader: source batch {batch} is incomplete ({marker}); it and the batches after \
+                 it wait for the next run"
+            );
+            batches.truncate(i);
+            break;
+        }
+    }
     Ok(batches)
 }
 
@@ -371,20 +398,40 @@ impl Stager<'_> {
         let manifest_at = graph_dir(self.plan, kind).join("manifest.json");
         let mut force = false;
         if self.store.exists(&manifest_at).map_err(setup)? {
-            let made_with = read_manifest(self.plan, self.store, kind)?.mapping_sha256;
-            if made_with == settings.mapping.text_sha256 {
+            let manifest = read_manifest(self.plan, self.store, kind)?;
+            let made_with = manifest.mapping_sha256;
+            let configured = transform::BatchSettings {
+                gzip: settings.gzip,
+                max_file_bytes: settings.max_file_bytes,
+                max_reject_rate: settings.max_reject_rate,
+            };
+            let changed = manifest
+                .settings
+                .as_ref()
+                .and_then(|made| made.difference(&configured));
+            if made_with == settings.mapping.text_sha256 && changed.is_none() {
                 return Ok(false);
             }
             if !settings.force {
-                return Err(RunError::MappingChanged {
-                    batch: batch_name(kind),
-                    manifest: manifest_at.to_string(),
-                    made_with,
-                    configured: settings.mapping.text_sha256.clone(),
-                });
+                if made_with != settings.mapping.text_sha256 {
+                    return Err(RunError::MappingChanged {
+                        batch: batch_name(kind),
+                        manifest: manifest_at.to_string(),
+                        made_with,
+                        configured: settings.mapping.text_sha256.clone(),
+                    });
+                }
+                if let Some((setting, made_with, configured)) = changed {
+                    return Err(RunError::SettingChanged {
+                        batch: batch_name(kind),
+                        setting,
+                        made_with,
+                        configured,
+                    });
+                }
             }
             self.say(&format!(
-                "transforming {} again: it was made with another mapping",
+                "transforming {} again: it was made with another mapping or other settings",
                 batch_name(kind)
             ));
             force = true;
@@ -401,6 +448,8 @@ impl Stager<'_> {
                 max_file_bytes: settings.max_file_bytes,
                 gzip: settings.gzip,
                 force,
+                encryption: self.plan.encryption.clone(),
+                show_values: self.plan.show_values,
             };
             let report = spark_engine::run_batch(&settings.engine, &job, self.store, self.stop)?;
             self.say(&format!(

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::neptune::LoadStatus;
 
 const STATE: &str = "datasets/loader/state.json";
-/// The run lock of a root (see [`idgraph_storage::Lock`]).
-pub const LOCK: &str = "datasets/loader/lock";
+/// The run lock of a root (see [`idgraph_storage::Lock`]), shared with `resolve run`.
+pub const LOCK: &str = idgraph_core::Layout::RUN_LOCK;
 
 /// A file of a batch as uploaded (or loaded in place).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -359,7 +359,10 @@ fn graph_difference(got: &neptune_local::GraphDump, want: &neptune_local::GraphD
     );
     for (id, e) in &want.edges {
         if got.edges.get(id) != Some(e) {
-            out.push(format!("edge {id}: {:?} instead of {e:?}", got.edges.get(id)));
+            out.push(format!(
+                "edge {id}: {:?} instead of {e:?}",
+                got.edges.get(id)
+            ));
         }
     }
     out.extend(

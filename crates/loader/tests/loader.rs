@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 
 use idgraph_storage::{Location, Store};
 use loader::{Neptune, Plan, RunError, Runner, Settings, State};
+use sha2::Digest;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
@@ -132,7 +133,27 @@ fn transformed_with_user_line(root: &Path, records: u64, line: &str) {
     let file = root.join("datasets/graph/initial/vertices/User-00000.csv");
     let mut text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
     text.push_str(line);
-    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+    // The manifest describes the edited file, as a transform that wrote the line would have
+    // (the loader refuses a file whose checksum is not the manifest's).
+    let manifest_path = root.join("datasets/graph/initial/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    for entry in manifest["files"]
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("no files"))
+    {
+        if entry["path"] == "vertices/User-00000.csv" {
+            entry["bytes"] = text.len().into();
+            entry["sha256"] = format!("{:x}", sha2::Sha256::digest(text.as_bytes())).into();
+        }
+    }
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
@@ -712,6 +733,99 @@ mod failures {
         assert!(graph_stats(root).edge_labels.contains_key("inCountry"));
     }
 
+    /// A batch made with other transform settings is not taken for this run's: refused, naming
+    /// the setting and both values, or transformed again with --force.
+    #[test]
+    fn a_changed_transform_setting_is_refused_or_applied_with_force() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 100);
+        run_ok(loader_cmd(root, &["full"]));
+        for (args, named) in [
+            (
+                &["--gzip", "true", "full"][..],
+                "--gzip false, not the configured true",
+            ),
+            (
+                &["--max-file-mb", "5", "full"][..],
+                "--max-file-mb 256, not the configured 5",
+            ),
+            (
+                &["--max-reject-rate", "0.5", "full"][..],
+                "--max-reject-rate 0.01, not the configured 0.5",
+            ),
+        ] {
+            let out = loader_cmd(root, args)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains(named) && stderr.contains("--force"),
+                "{args:?}: {stderr}"
+            );
+        }
+        let forced = run_ok(loader_cmd(
+            root,
+            &["--json", "--gzip", "true", "--force", "full"],
+        ));
+        let forced: serde_json::Value =
+            serde_json::from_slice(&forced.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(forced["batches"][0]["transformed"], true);
+        assert!(
+            root.join("datasets/graph/initial/vertices/User-00000.csv.gz")
+                .exists()
+        );
+        // Made with the settings given now: taken as it is.
+        let again = run_ok(loader_cmd(root, &["--json", "--gzip", "true", "full"]));
+        let again: serde_json::Value =
+            serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again["batches"][0]["transformed"], false);
+    }
+
+    /// A source batch marked in progress (its datagen run died mid-commit) is not loaded, and
+    /// the watermark stops before it even when later batches are complete.
+    #[test]
+    fn an_incomplete_source_batch_waits_and_the_watermark_does_not_pass_it() {
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 100);
+        run_ok(loader_cmd(root, &["full"]));
+        increment(root, 30, "20260110_000000");
+        increment(root, 30, "20260111_000000");
+        // What a datagen run killed while committing the first of the two leaves.
+        let kind = idgraph_core::SourceKind::Incremental(
+            "20260110_000000".parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        let marker = root.join(idgraph_core::Layout::source_batch_in_progress(&kind));
+        std::fs::write(&marker, "datagen is writing this batch\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = run_ok(loader_cmd(root, &["--json", "incremental"]));
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            report["batches"].as_array().map(Vec::len),
+            Some(0),
+            "{report}"
+        );
+        assert!(report["watermark"].is_null(), "{report}");
+        assert!(
+            !root
+                .join("datasets/graph/incremental/20260110_000000")
+                .exists()
+        );
+        // The batch completed: both are loaded, in order.
+        std::fs::remove_file(&marker).unwrap_or_else(|e| panic!("{e}"));
+        let out = run_ok(loader_cmd(root, &["--json", "incremental"]));
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report["watermark"], "20260111_000000", "{report}");
+        assert_eq!(
+            report["batches"].as_array().map(Vec::len),
+            Some(2),
+            "{report}"
+        );
+    }
+
     #[test]
     fn a_batch_whose_files_changed_after_its_load_is_loaded_again() {
         let dir = tempdir();
@@ -1022,6 +1136,70 @@ mod s3 {
                 .path()
                 .join("stage/p/datasets/graph/initial/edges/hasEmail-00000.csv")
                 .exists()
+        );
+    }
+
+    /// The loader reads every file under a batch's prefixes: one the manifest does not list
+    /// (an earlier generation's) or one changed since the transform is refused when the batch
+    /// is loaded in place; in a stage of the loader's own a stale object is removed first.
+    #[test]
+    fn unlisted_or_changed_files_are_never_loaded() {
+        let dir = tempdir();
+        let root = dir.path();
+        transformed_with_user_line(root, 100, "");
+        let vertices = root.join("datasets/graph/initial/vertices");
+        let stale = vertices.join("User-00009.csv");
+        std::fs::write(&stale, "~id,~label\nstale-user,User\n").unwrap_or_else(|e| panic!("{e}"));
+        let out = loader_cmd(root, &["full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("does not list") && stderr.contains("vertices/User-00009.csv"),
+            "{stderr}"
+        );
+        assert_eq!(graph_stats(root).vertices, 0, "something was loaded");
+        std::fs::remove_file(&stale).unwrap_or_else(|e| panic!("{e}"));
+        // Changed in place, loaded in place: refused too.
+        let email = root.join("datasets/graph/initial/edges/hasEmail-00000.csv");
+        let original = std::fs::read(&email).unwrap_or_else(|e| panic!("{e}"));
+        let mut changed = original.clone();
+        changed.extend_from_slice(b"x");
+        std::fs::write(&email, &changed).unwrap_or_else(|e| panic!("{e}"));
+        let out = loader_cmd(root, &["full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("changed after the transform"),
+            "{stderr}"
+        );
+        assert_eq!(graph_stats(root).vertices, 0, "something was loaded");
+        std::fs::write(&email, &original).unwrap_or_else(|e| panic!("{e}"));
+        // A stage holding an object of another generation: removed, then the batch loads.
+        let s3_root = tempdir();
+        let stage_stale = s3_root
+            .path()
+            .join("stage/p/datasets/graph/initial/vertices/User-00009.csv");
+        std::fs::create_dir_all(stage_stale.parent().unwrap_or(Path::new("/")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&stage_stale, "~id,~label\nstale-user,User\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let server = testkit::LocalS3::start(s3_root.path());
+        let mut command = loader_cmd(root, &["--stage", "s3://stage/p", "full"]);
+        server.aws_env(&mut command);
+        run_ok(command);
+        assert!(!stage_stale.exists(), "the stale object is still staged");
+        let graph = neptune_local::GraphStore::open(
+            &root.join("neptune-local").join(neptune_local::GRAPH_FILE),
+        )
+        .and_then(|g| g.dump())
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!graph.vertices.contains_key("stale-user"));
+        assert_eq!(
+            graph_stats(root).vertex_labels,
+            distinct_ids(root, "vertices")
         );
     }
 

@@ -354,6 +354,8 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
             max_file_bytes: SPLIT_AT,
             gzip: name.starts_with("golden"),
             force: false,
+            encryption: idgraph_storage::Encryption::default(),
+            show_values: false,
         };
         let report =
             spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
@@ -361,6 +363,16 @@ fn reference_exports_and_odd_rows_on_spark_equal_rust() {
         assert_eq!(report.state, "FINISHED");
         let batch = Path::new("datasets/graph/initial");
         assert_same_batch(&rust_dir.path().join(batch), &spark_dir.path().join(batch));
+        // The settings it was made with, as the Rust transform records them.
+        assert_eq!(
+            manifest(&spark_dir.path().join(batch))["settings"],
+            serde_json::json!({
+                "gzip": job.gzip,
+                "max_file_bytes": SPLIT_AT,
+                "max_reject_rate": reject_rate,
+            }),
+            "{name}"
+        );
         assert_split(&spark_dir.path().join(batch), name);
     }
 }
@@ -391,6 +403,8 @@ fn run_spark_job(
         max_file_bytes: 256_000_000,
         gzip: false,
         force: false,
+        encryption: idgraph_storage::Encryption::default(),
+        show_values: false,
     };
     spark_engine::run_batch(&plan, &job, &Store::default(), &AtomicBool::new(false))
 }

@@ -186,6 +186,10 @@ mod tests {
             refused.as_ref().is_err_and(|e| e.contains("outside")),
             "{refused:?}"
         );
-        assert!(sandbox.read_local(&outside.join("secret.csv"), "s").is_err());
+        assert!(
+            sandbox
+                .read_local(&outside.join("secret.csv"), "s")
+                .is_err()
+        );
     }
 }

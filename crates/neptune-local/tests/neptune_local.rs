@@ -23,11 +23,15 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A server over `data` that may read the tests' source folders (temporary folders).
 fn server(data: &Path) -> Server {
-    Server::start(Config::new(
-        data.to_path_buf(),
-        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-    ))
+    Server::start(Config {
+        local_source_dirs: vec![std::env::temp_dir()],
+        ..Config::new(
+            data.to_path_buf(),
+            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        )
+    })
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -1026,6 +1030,7 @@ mod access {
                 access_key_id: KEY_ID.into(),
                 secret_access_key: SECRET.into(),
             }),
+            local_source_dirs: vec![std::env::temp_dir()],
             ..Config::new(
                 data.path().to_path_buf(),
                 "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -1258,7 +1263,11 @@ mod access {
         let s3_root = tempdir();
         let bucket = s3_root.path().join("allowed");
         write(&bucket, "v/v.csv", "~id,~label\na,A\n");
-        write(&s3_root.path().join("private"), "v/v.csv", "~id,~label\nsecret-id,A\n");
+        write(
+            &s3_root.path().join("private"),
+            "v/v.csv",
+            "~id,~label\nsecret-id,A\n",
+        );
         let s3 = testkit::LocalS3::start(s3_root.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -1267,7 +1276,13 @@ mod access {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"));
         s3.aws_env(&mut command)
-            .args(["serve", "--addr", &addr.to_string(), "--allow-bucket", "allowed"])
+            .args([
+                "serve",
+                "--addr",
+                &addr.to_string(),
+                "--allow-bucket",
+                "allowed",
+            ])
             .arg("--data-dir")
             .arg(data.path())
             .stderr(std::process::Stdio::null());
@@ -1290,15 +1305,13 @@ mod access {
                 r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
             )
         };
-        let refused =
-            raw_with(addr, "POST", "/loader", &json, &body("s3://private/v/"));
+        let refused = raw_with(addr, "POST", "/loader", &json, &body("s3://private/v/"));
         assert!(
             refused.starts_with("HTTP/1.1 400") && refused.contains("--allow-bucket private"),
             "{refused}"
         );
         assert!(!refused.contains("secret-id"), "{refused}");
-        let accepted =
-            raw_with(addr, "POST", "/loader", &json, &body("s3://allowed/v/"));
+        let accepted = raw_with(addr, "POST", "/loader", &json, &body("s3://allowed/v/"));
         assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
     }
 
@@ -1331,7 +1344,10 @@ mod access {
                 "HTTP/1.1 415",
             ),
             (
-                format!("Host: localhost:{}\r\nContent-Type: application/json\r\n", addr.port()),
+                format!(
+                    "Host: localhost:{}\r\nContent-Type: application/json\r\n",
+                    addr.port()
+                ),
                 "HTTP/1.1 200",
             ),
         ] {
@@ -1339,7 +1355,7 @@ mod access {
             assert!(answer.starts_with(want), "{headers}: {answer}");
         }
         let form = format!(
-            "source={}&format=csv&iamRoleArn={}&region=us-east-1",
+            "source={}&format=csv&iamRoleArn={}&region=us-east-1&queueRequest=TRUE",
             source.display().to_string().replace('/', "%2F"),
             ROLE.replace(':', "%3A").replace('/', "%2F")
         );
@@ -1588,7 +1604,13 @@ mod sources {
         let data = tempdir();
         let mut child = s3
             .aws_env(&mut Command::new(env!("CARGO_BIN_EXE_neptune-local")))
-            .args(["serve", "--addr", "127.0.0.1:0", "--allow-bucket", "graph-bucket"])
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--allow-bucket",
+                "graph-bucket",
+            ])
             .arg("--data-dir")
             .arg(data.path())
             .stderr(Stdio::piped())

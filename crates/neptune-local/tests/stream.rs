@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 fn server(data: &Path, retention: Retention) -> Server {
     Server::start(Config {
         streams: Some(retention),
+        // The tests' load files are in temporary folders.
+        local_source_dirs: vec![std::env::temp_dir()],
         ..Config::new(
             data.to_path_buf(),
             "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),

@@ -96,6 +96,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { common, no_report } => {
             let mut plan = plan(&common)?;
             plan.html_report = !no_report;
+            // The root's run lock, as the loader takes it: resolution beside a loader run (whose
+            // own resolve step holds the lock) could commit a state naming a file the other
+            // just replaced. Released on drop, and on a stop signal by the default handler.
+            let _lock = idgraph_storage::Lock::acquire(
+                &store,
+                &plan.root.join(idgraph_core::Layout::RUN_LOCK),
+                std::time::Duration::from_secs(600),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             let pending = resolve::pending(&plan, &store)?;
             let mut reports = Vec::new();
             for kind in &pending {

@@ -511,3 +511,52 @@ fn an_s3_root_resolves_to_the_same_bytes_with_every_write_encrypted() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `resolve run` takes the root's run lock, as the loader does: it refuses to run beside a
+/// holder (a loader run), and runs once the lock is free.
+#[test]
+fn resolve_run_refuses_beside_a_loader_run_and_runs_once_the_lock_is_free() {
+    let dir = tempdir();
+    let root = dir.path();
+    generate(root, 100, 0.0, None);
+    transform_all(root);
+    let store = Store::default();
+    let resolve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_resolve"))
+            .args(["run", "--root"])
+            .arg(root)
+            .arg("--no-report")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let held = idgraph_storage::Lock::acquire(
+        &store,
+        &Location::Local(root.to_path_buf()).join(Layout::RUN_LOCK),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let refused = resolve();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("holds the lock"),
+        "{stderr}"
+    );
+    assert!(
+        resolve::pending(&plan(root), &store)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .contains(&SourceKind::Initial),
+        "it resolved beside the holder"
+    );
+    drop(held);
+    let ran = resolve();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        resolve::pending(&plan(root), &store)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+}

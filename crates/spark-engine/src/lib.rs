@@ -106,6 +106,11 @@ pub struct BatchJob {
     pub max_file_bytes: u64,
     pub gzip: bool,
     pub force: bool,
+    /// Server-side encryption of every object the job writes to S3, confirmed by S3's answer
+    /// (algorithm, and key id where one is given).
+    pub encryption: idgraph_storage::Encryption,
+    /// Quote a reject's value in the job's error message.
+    pub show_values: bool,
 }
 
 impl BatchJob {
@@ -121,8 +126,18 @@ impl BatchJob {
             ("--max-file-bytes", self.max_file_bytes.to_string()),
             ("--gzip", self.gzip.to_string()),
             ("--force", self.force.to_string()),
+            (
+                "--encryption",
+                self.encryption.algorithm().unwrap_or("none").to_owned(),
+            ),
+            ("--show-values", self.show_values.to_string()),
         ]
         .into_iter()
+        .chain(
+            self.encryption
+                .kms_key_id()
+                .map(|key| ("--kms-key-id", key.to_owned())),
+        )
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }

@@ -93,15 +93,23 @@ pub struct CacheRules {
     pub via_session: Vec<String>,
 }
 
-impl Default for CacheRules {
-    /// The reference model (schemas/graph.toml): email, phone and customer id on the user;
-    /// cookie and device through the sessions the user logged in.
-    fn default() -> CacheRules {
-        CacheRules {
-            direct: vec!["hasEmail".into(), "hasPhone".into(), "hasExternalId".into()],
-            session_user: "loggedAs".into(),
-            via_session: vec!["hasCookie".into(), "usedDevice".into()],
-        }
+impl CacheRules {
+    /// The labels of the mapping's `[cache]` table (checked against its edge labels when the
+    /// mapping was read); refused when it has none, rather than a cache that silently stays
+    /// empty under labels the graph does not have.
+    pub fn from_mapping(mapping: &transform::Mapping) -> Result<CacheRules, StreamError> {
+        let cache = mapping.cache.as_ref().ok_or_else(|| {
+            StreamError::Redis(
+                "the graph mapping has no [cache] table naming the identity cache's edge labels \
+                 (direct, session_user, via_session)"
+                    .to_owned(),
+            )
+        })?;
+        Ok(CacheRules {
+            direct: cache.direct.clone(),
+            session_user: cache.session_user.clone(),
+            via_session: cache.via_session.clone(),
+        })
     }
 }
 

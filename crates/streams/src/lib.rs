@@ -275,9 +275,7 @@ pub fn run(
     let mut cache = match &plan.redis {
         None => None,
         Some(url) => {
-            let connection = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .map_err(|e| StreamError::Redis(format!("{url}: {e}")))?;
+            let connection = connect_redis(url)?;
             Some(handlers::IdentityCache {
                 connection,
                 prefix: plan.redis_prefix.clone(),
@@ -483,6 +481,8 @@ pub struct LookupMatch {
 
 /// Looks `key` up in the cache: normalised as each identifier the cache rules reach (as the
 /// transform normalises it), then read from Redis.
+///
+/// (A connection error names the URL without its userinfo: it can hold the password.)
 pub fn lookup(
     redis_url: &str,
     prefix: &str,
@@ -490,9 +490,7 @@ pub fn lookup(
     mapping: &transform::Mapping,
     key: &str,
 ) -> Result<Lookup, StreamError> {
-    let mut connection = redis::Client::open(redis_url)
-        .and_then(|c| c.get_connection())
-        .map_err(|e| StreamError::Redis(format!("{redis_url}: {e}")))?;
+    let mut connection = connect_redis(redis_url)?;
     // The vertex labels at the identifier end of the cache's edges.
     let mut labels: Vec<&str> = mapping
         .datasets
@@ -534,4 +532,23 @@ pub fn lookup(
         key: key.to_owned(),
         matches,
     })
+}
+
+/// A connection to the cache: `redis://` or `rediss://` (TLS, checked against the platform's
+/// roots, as ElastiCache's in-transit encryption needs). An error names the URL without its
+/// password.
+fn connect_redis(url: &str) -> Result<redis::Connection, StreamError> {
+    if url.starts_with("rediss://") {
+        // One provider for the process (the AWS SDK's); already installed is as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .map_err(|e| {
+            let safe = idgraph_core::process::without_userinfo(url);
+            StreamError::Redis(idgraph_core::process::redact_url(
+                &format!("{safe}: {e}"),
+                url,
+            ))
+        })
 }

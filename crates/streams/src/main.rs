@@ -110,6 +110,10 @@ struct RunArgs {
     /// Prefix of the cache's keys [default: idgraph]
     #[arg(long)]
     redis_prefix: Option<String>,
+    /// The graph mapping whose [cache] table names the cache's edge labels [default: the
+    /// built-in schemas/graph.toml]
+    #[arg(long)]
+    mapping: Option<PathBuf>,
     /// JSON lines on stdout, one per change
     #[arg(long)]
     stdout: bool,
@@ -150,6 +154,7 @@ impl RunArgs {
             gzip: self.gzip || file.gzip,
             redis: self.redis.or(file.redis),
             redis_prefix: self.redis_prefix.or(file.redis_prefix),
+            mapping: self.mapping.or(file.mapping),
             stdout: self.stdout || file.stdout,
             max_batches: self.max_batches.or(file.max_batches),
             json: self.json || file.json,
@@ -197,8 +202,12 @@ impl RunArgs {
                 Mode::Once
             },
             limit,
-            idle_min: Duration::from_millis(self.idle_min_ms.unwrap_or(1_000)),
-            idle_max: Duration::from_millis(self.idle_max_ms.unwrap_or(60_000)),
+            idle_min: Duration::from_millis(positive_ms("--idle-min-ms", self.idle_min_ms, 1_000)?),
+            idle_max: Duration::from_millis(positive_ms(
+                "--idle-max-ms",
+                self.idle_max_ms,
+                60_000,
+            )?),
             lease_ttl: Duration::from_secs(60),
             files: self.files.as_deref().map(location).transpose()?,
             gzip: self.gzip,
@@ -207,10 +216,21 @@ impl RunArgs {
                 .redis_prefix
                 .clone()
                 .unwrap_or_else(|| "idgraph".into()),
-            cache_rules: CacheRules::default(),
+            cache_rules: match &self.mapping {
+                Some(path) => CacheRules::from_mapping(&transform::Mapping::from_file(path)?)?,
+                None => CacheRules::from_mapping(&transform::Mapping::default_mapping()?)?,
+            },
             stdout: self.stdout,
             max_batches: self.max_batches,
         })
+    }
+}
+
+/// An interval in milliseconds: 0 would poll without pause (a busy loop), so it is refused.
+fn positive_ms(flag: &str, given: Option<u64>, default: u64) -> anyhow::Result<u64> {
+    match given.unwrap_or(default) {
+        0 => anyhow::bail!("{flag} must be at least 1 (0 would poll without a pause)"),
+        ms => Ok(ms),
     }
 }
 
@@ -305,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let found = streams::lookup(
                 &redis,
                 &redis_prefix,
-                &CacheRules::default(),
+                &CacheRules::from_mapping(&mapping)?,
                 &mapping,
                 &key,
             )?;

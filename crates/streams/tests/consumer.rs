@@ -18,6 +18,8 @@ impl Progress for Quiet {
 fn server(data: &Path, retention: Retention) -> Server {
     Server::start(Config {
         streams: Some(retention),
+        // The tests' load files are in temporary folders.
+        local_source_dirs: vec![std::env::temp_dir()],
         ..Config::new(
             data.to_path_buf(),
             "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -57,7 +59,10 @@ fn plan(endpoint: &str, dir: &Path, name: &str) -> StreamPlan {
         gzip: false,
         redis: None,
         redis_prefix: "idgraph".into(),
-        cache_rules: CacheRules::default(),
+        cache_rules: CacheRules::from_mapping(
+            &transform::Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
         stdout: false,
         max_batches: None,
     }
@@ -229,6 +234,7 @@ fn one_consumer_per_name_and_iam_signed_requests() {
             access_key_id: "AKIDSTREAMTEST".into(),
             secret_access_key: "stream-test-secret".into(),
         }),
+        local_source_dirs: vec![std::env::temp_dir()],
         ..Config::new(
             work.join("neptune"),
             "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -536,4 +542,96 @@ fn settings_come_from_a_toml_file_and_flags_win() {
     let out = run_with(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("file"), "{stderr}");
+}
+
+/// The identity cache over TLS (`rediss://`, checked against the trusted roots), connection
+/// errors that never print the password, intervals of 0 refused, and the cache's labels taken
+/// from the mapping's `[cache]` table (a renamed label is refused until the table names it).
+#[test]
+fn the_cache_speaks_tls_hides_passwords_and_takes_its_labels_from_the_mapping() {
+    let streams = |args: &[&str], ca: Option<&Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_streams"));
+        command.args(args).env_remove("IDGRAPH_STREAM_REDIS");
+        match ca {
+            Some(ca) => command.env("SSL_CERT_FILE", ca),
+            None => command.env("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+        };
+        command.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let redis = testkit::redis::Redis::start_tls();
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let trusted = streams(
+        &["lookup", "jane@example.com", "--redis", &url],
+        Some(&redis.ca_file()),
+    );
+    assert!(
+        trusted.status.success()
+            && String::from_utf8_lossy(&trusted.stdout).contains("not in the identity cache"),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    // The server's certificate is checked: without its CA the connection is refused.
+    let untrusted = streams(&["lookup", "jane@example.com", "--redis", &url], None);
+    assert!(!untrusted.status.success());
+
+    let secret = "PW-SECRET-4711";
+    let refused = streams(
+        &[
+            "lookup",
+            "x",
+            "--redis",
+            &format!("redis://:{secret}@127.0.0.1:1"),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("redis://127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(secret), "{stderr}");
+
+    for flag in ["--idle-min-ms", "--idle-max-ms"] {
+        let zero = streams(
+            &[
+                "run",
+                "--endpoint",
+                "http://127.0.0.1:1",
+                "--stdout",
+                flag,
+                "0",
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&zero.stderr);
+        assert!(
+            !zero.status.success() && stderr.contains(&format!("{flag} must be at least 1")),
+            "{stderr}"
+        );
+    }
+
+    let renamed = transform::DEFAULT_MAPPING_TOML
+        .replace("label = \"hasEmail\"", "label = \"emailOf\"")
+        .replace("strong = [\"hasEmail\",", "strong = [\"emailOf\",");
+    let refused = transform::Mapping::from_toml(&renamed, "renamed.toml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("[cache]") && refused.contains("hasEmail"),
+        "{refused}"
+    );
+    let named = renamed.replace("direct = [\"hasEmail\",", "direct = [\"emailOf\",");
+    let mapping =
+        transform::Mapping::from_toml(&named, "named.toml").unwrap_or_else(|e| panic!("{e}"));
+    let rules = CacheRules::from_mapping(&mapping).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rules.direct[0], "emailOf");
+    let bare = named.split("[cache]").next().unwrap_or_default();
+    let without =
+        transform::Mapping::from_toml(bare, "bare.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        CacheRules::from_mapping(&without),
+        Err(StreamError::Redis(_))
+    ));
 }

@@ -61,10 +61,14 @@ fn loaded_root() -> tempfile::TempDir {
 }
 
 fn neptune(root: &Path) -> neptune_local::Server {
-    neptune_local::Server::start(neptune_local::Config::new(
-        root.join("neptune"),
-        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-    ))
+    neptune_local::Server::start(neptune_local::Config {
+        // It loads the root's graph batches.
+        local_source_dirs: vec![root.to_path_buf()],
+        ..neptune_local::Config::new(
+            root.join("neptune"),
+            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        )
+    })
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -276,7 +280,10 @@ fn killed_consumers_leave_what_an_uninterrupted_one_does_and_the_cache_answers()
         let found = streams::lookup(
             &db(0),
             "idgraph",
-            &streams::CacheRules::default(),
+            &streams::CacheRules::from_mapping(
+                &transform::Mapping::default_mapping().unwrap_or_else(|e| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
             &mapping,
             key,
         )

@@ -107,6 +107,8 @@ pub struct Recorded {
     pub target: String,
     /// The `x-amz-server-side-encryption` header, if the request had one.
     pub encryption: Option<String>,
+    /// The `x-amz-server-side-encryption-aws-kms-key-id` header, if the request had one.
+    pub kms_key_id: Option<String>,
 }
 
 impl Recorded {
@@ -120,8 +122,8 @@ impl Recorded {
 }
 
 /// An S3-compatible server (s3s-fs over a local folder) on 127.0.0.1, stopped on drop. It
-/// records every request's server-side encryption header and echoes it in the answer, as S3
-/// does (s3s-fs itself ignores it).
+/// records every request's server-side encryption headers and echoes them in the answer, as S3
+/// does (s3s-fs itself ignores them): the algorithm, and a KMS key as its ARN.
 #[derive(Debug)]
 pub struct LocalS3 {
     pub address: SocketAddr,
@@ -161,7 +163,7 @@ impl LocalS3 {
     }
 
     pub fn start(root: &Path) -> LocalS3 {
-        LocalS3::serve(root, true)
+        LocalS3::serve(root, Echo::Asked)
     }
 
     /// A server over a new temporary folder holding the `buckets`, with a store of it.
@@ -178,10 +180,16 @@ impl LocalS3 {
     /// A server that, like some S3-compatible ones, ignores the encryption header and says
     /// nothing of it in its answers.
     pub fn start_ignoring_encryption(root: &Path) -> LocalS3 {
-        LocalS3::serve(root, false)
+        LocalS3::serve(root, Echo::Nothing)
     }
 
-    fn serve(root: &Path, echo: bool) -> LocalS3 {
+    /// A server whose answers name the KMS key `key` whatever key was asked for (as a bucket
+    /// whose policy enforces its own key would).
+    pub fn start_answering_kms_key(root: &Path, key: &'static str) -> LocalS3 {
+        LocalS3::serve(root, Echo::KmsKey(key))
+    }
+
+    fn serve(root: &Path, echo: Echo) -> LocalS3 {
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let recorder = requests.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -198,24 +206,44 @@ impl LocalS3 {
                 builder.set_auth(s3s::auth::SimpleAuth::from_single(KEY, SECRET));
                 let s3 = builder.build();
                 let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let encryption = request
-                        .headers()
-                        .get("x-amz-server-side-encryption")
-                        .cloned();
+                    let header = |name: &str| {
+                        request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                    };
+                    let encryption = header("x-amz-server-side-encryption");
+                    let kms_key_id = header("x-amz-server-side-encryption-aws-kms-key-id");
                     if let Ok(mut seen) = recorder.lock() {
                         seen.push(Recorded {
                             method: request.method().to_string(),
                             target: request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                            encryption: encryption.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
+                            encryption: encryption.clone(),
+                            kms_key_id: kms_key_id.clone(),
                         });
                     }
+                    let answered_key = match echo {
+                        Echo::Nothing => None,
+                        Echo::Asked => kms_key_id,
+                        Echo::KmsKey(key) => encryption.as_ref().filter(|e| *e == "aws:kms").map(|_| key.to_owned()),
+                    }
+                    .map(|key| {
+                        if key.starts_with("arn:") {
+                            key
+                        } else {
+                            format!("arn:aws:kms:us-east-1:000000000000:key/{key}")
+                        }
+                    });
+                    let encryption = encryption.filter(|_| echo != Echo::Nothing);
                     let call = hyper::service::Service::call(&s3, request);
                     async move {
                         let mut response = call.await?;
-                        if let Some(value) = encryption.filter(|_| echo)
-                            && response.status().is_success()
-                        {
-                            response.headers_mut().insert("x-amz-server-side-encryption", value);
+                        if response.status().is_success() {
+                            for (name, value) in [
+                                ("x-amz-server-side-encryption", encryption),
+                                ("x-amz-server-side-encryption-aws-kms-key-id", answered_key),
+                            ] {
+                                if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                                    response.headers_mut().insert(name, value);
+                                }
+                            }
                         }
                         Ok::<_, s3s::HttpError>(response)
                     }
@@ -245,6 +273,14 @@ impl LocalS3 {
             thread: Some(thread),
         }
     }
+}
+
+/// What a [`LocalS3`] says of encryption in its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    Nothing,
+    Asked,
+    KmsKey(&'static str),
 }
 
 impl Drop for LocalS3 {

@@ -264,14 +264,15 @@ pub fn map_chunk(mapping: &Mapping, chunk: Chunk<'_>) -> ChunkOutput {
 
     for record in Records::starting_at(chunk.text, chunk.first_line) {
         out.rows += 1;
-        let reject = |line: u64, column: Option<String>, rule: &'static str, reason: String| Reject {
-            dataset: chunk.dataset,
-            file: chunk.file.to_owned(),
-            line,
-            column,
-            rule,
-            reason,
-        };
+        let reject =
+            |line: u64, column: Option<String>, rule: &'static str, reason: String| Reject {
+                dataset: chunk.dataset,
+                file: chunk.file.to_owned(),
+                line,
+                column,
+                rule,
+                reason,
+            };
         let record: Record<'_> = match record {
             Ok(record) => record,
             Err(e) => {

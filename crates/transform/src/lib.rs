@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use idgraph_core::{BatchId, Dataset, DatasetSchema, Layout, SourceKind, SourceSchemas};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use idgraph_storage::{Encryption, Location};
 pub use ids::{push_id, vertex_id};
-pub use mapping::{DEFAULT_MAPPING_TOML, IdentityRules, Mapping, MappingError};
+pub use mapping::{CacheLabels, DEFAULT_MAPPING_TOML, IdentityRules, Mapping, MappingError};
 pub use normalise::Normaliser;
 pub use write::GraphFile;
 
@@ -154,6 +154,41 @@ pub struct Manifest {
     pub rejects_file: String,
     /// Things worth knowing that lost no data (skipped files, byte-order marks).
     pub notes: Vec<String>,
+    /// The settings the batch was made with: a run with others must not take it as its own.
+    pub settings: BatchSettings,
+}
+
+/// The transform settings a batch's output depends on, as its manifest records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSettings {
+    pub gzip: bool,
+    pub max_file_bytes: u64,
+    pub max_reject_rate: f64,
+}
+
+impl BatchSettings {
+    /// The first setting that differs from `other`: (name as the command line spells it,
+    /// this value, the other's).
+    pub fn difference(&self, other: &BatchSettings) -> Option<(&'static str, String, String)> {
+        if self.gzip != other.gzip {
+            return Some(("--gzip", self.gzip.to_string(), other.gzip.to_string()));
+        }
+        if self.max_file_bytes != other.max_file_bytes {
+            return Some((
+                "--max-file-mb",
+                (self.max_file_bytes / 1_000_000).to_string(),
+                (other.max_file_bytes / 1_000_000).to_string(),
+            ));
+        }
+        if self.max_reject_rate != other.max_reject_rate {
+            return Some((
+                "--max-reject-rate",
+                self.max_reject_rate.to_string(),
+                other.max_reject_rate.to_string(),
+            ));
+        }
+        None
+    }
 }
 
 /// Seconds per stage.
@@ -238,7 +273,12 @@ pub fn reclaim_leftovers(output: &Location) -> Result<(), Error> {
     let graph = root.join(Layout::DATASETS).join("graph");
     idgraph_core::publish::reclaim(&[graph.clone(), graph.join("incremental")])
         .map(drop)
-        .map_err(|e| Error::Output(format!("cannot reclaim leftovers under {}: {e}", graph.display())))
+        .map_err(|e| {
+            Error::Output(format!(
+                "cannot reclaim leftovers under {}: {e}",
+                graph.display()
+            ))
+        })
 }
 
 fn pending_batches(store: &Store, options: &Options) -> Result<Vec<BatchId>, Error> {
@@ -578,6 +618,13 @@ fn transform_batch(
     let started = Instant::now();
     let batch = batch_name(kind);
     let target = options.output.join(&Layout::graph_dir(kind));
+    let in_progress = options.input.join(&Layout::source_batch_in_progress(kind));
+    if store.exists(&in_progress)? {
+        return Err(Error::Input(format!(
+            "source batch {batch} is incomplete ({in_progress} says datagen is still writing it, \
+             or died doing so); let it finish, or generate it again with --force"
+        )));
+    }
     if !options.force && store.exists(&target.join(MANIFEST))? {
         return Err(Error::AlreadyTransformed(batch));
     }
@@ -710,6 +757,11 @@ fn transform_batch(
         datasets,
         rejects_file: REJECTS.to_owned(),
         notes,
+        settings: BatchSettings {
+            gzip: options.gzip,
+            max_file_bytes: options.max_file_bytes,
+            max_reject_rate: options.max_reject_rate,
+        },
     };
     progress.set_message(format!("publishing to {target}"));
     let t = Instant::now();

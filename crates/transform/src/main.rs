@@ -284,8 +284,7 @@ fn transform_sources(mut args: RunArgs) -> ExitCode {
         (None, true) => Selection::Pending,
         (None, false) => Selection::Initial,
     };
-    let encryption = match transform::Encryption::from_setting(&args.encryption, args.kms_key_id)
-    {
+    let encryption = match transform::Encryption::from_setting(&args.encryption, args.kms_key_id) {
         Ok(encryption) => encryption,
         Err(e) => return fail(e),
     };
@@ -411,6 +410,8 @@ fn run_on_engine(
             max_file_bytes: options.max_file_bytes,
             gzip: options.gzip,
             force: options.force,
+            encryption: options.encryption.clone(),
+            show_values: options.show_values,
         };
         if !json {
             eprintln!("transform: batch {} on {} ...", job.batch(), engine.name());

@@ -23,6 +23,19 @@ struct MappingFile {
     edge: Vec<EdgeEntry>,
     #[serde(default)]
     identity: Option<IdentityEntry>,
+    #[serde(default)]
+    cache: Option<CacheLabels>,
+}
+
+/// The Redis identity cache's edge labels (`[cache]`, for the stream consumer): identifier
+/// edges on the user (`direct`), the session-to-user edge (`session_user`), and identifier
+/// edges of the sessions a user logged in (`via_session`). Checked against the edge labels.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheLabels {
+    pub direct: Vec<String>,
+    pub session_user: String,
+    pub via_session: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +253,8 @@ pub struct Mapping {
     pub datasets: Vec<DatasetRules>,
     /// `None` when the mapping has no `[identity]` table.
     pub identity: Option<IdentityRules>,
+    /// `None` when the mapping has no `[cache]` table.
+    pub cache: Option<CacheLabels>,
 }
 
 /// Why a mapping file is refused. Every message names what it refers to.
@@ -510,6 +525,20 @@ fn resolve(file: MappingFile, schemas: &SourceSchemas) -> Result<Mapping, String
         Some(entry) => Some(identity_rules(entry, &edges, &datasets)?),
         None => None,
     };
+    if let Some(cache) = &file.cache {
+        let known = |name: &String| edges.iter().any(|e| &e.name == name);
+        if let Some(unknown) = cache
+            .direct
+            .iter()
+            .chain(&cache.via_session)
+            .chain(std::iter::once(&cache.session_user))
+            .find(|name| !known(name))
+        {
+            return Err(format!(
+                "[cache]: unknown edge label `{unknown}` (no [[edge]] has it)"
+            ));
+        }
+    }
     Ok(Mapping {
         text_sha256: String::new(),
         text: String::new(),
@@ -517,6 +546,7 @@ fn resolve(file: MappingFile, schemas: &SourceSchemas) -> Result<Mapping, String
         edges,
         datasets,
         identity,
+        cache: file.cache.clone(),
     })
 }
 

@@ -909,3 +909,168 @@ mod s3 {
         );
     }
 }
+
+/// Publishing a batch again never mixes its generations, whatever instant a run dies at.
+mod publish_again {
+    use super::*;
+
+    use testkit::LocalS3;
+
+    fn transform_cmd(server: &LocalS3, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_transform"));
+        server.aws_env(&mut command);
+        command
+            .args([
+                "--input",
+                "s3://idgraph",
+                "--output",
+                "s3://idgraph",
+                "--quiet",
+            ])
+            .args(args)
+            .env_remove("IDGRAPH_TEST_EXIT_AT");
+        command
+    }
+
+    fn exit_code(mut command: Command) -> Option<i32> {
+        let out = command.output().unwrap_or_else(|e| panic!("{e}"));
+        if !out.status.success() && out.status.code() != Some(86) {
+            panic!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        out.status.code()
+    }
+
+    /// The files under the batch's prefix, relative to it.
+    fn objects(batch: &Path) -> Vec<String> {
+        snapshot(batch).into_keys().collect()
+    }
+
+    /// The manifest's files, with its own name and the rejects file.
+    fn listed(batch: &Path) -> Vec<String> {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs::read(batch.join("manifest.json")).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut names: Vec<String> = manifest["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no files"))
+            .iter()
+            .map(|f| f["path"].as_str().unwrap_or_default().to_owned())
+            .chain(["manifest.json".to_owned(), "rejects.csv".to_owned()])
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn on_s3_a_new_generation_with_fewer_files_leaves_none_of_the_old_and_a_kill_no_manifest() {
+        let local = tempdir();
+        datagen::generate(&datagen::Config {
+            root: local.path().to_path_buf(),
+            records: 20_000,
+            ..datagen::Config::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let server_root = tempdir();
+        let bucket = server_root.path().join("idgraph");
+        copy_tree(
+            &local.path().join("datasets/sources"),
+            &bucket.join("datasets/sources"),
+        );
+        let server = LocalS3::start(server_root.path());
+        let batch = bucket.join(Layout::graph_dir(&SourceKind::Initial));
+        // First generation: labels split into files of 1 MB.
+        assert_eq!(
+            exit_code(transform_cmd(&server, &["--max-file-mb", "1"])),
+            Some(0)
+        );
+        let first = objects(&batch);
+        assert!(
+            first.iter().any(|p| p.ends_with("-00001.csv")),
+            "no label was split: {first:?}"
+        );
+        assert_eq!(first, listed(&batch));
+        // A run killed once the old manifest is gone, and one killed with every new file
+        // written: neither leaves a manifest, so no reader takes the mix for a batch.
+        for point in ["after-manifest-removed", "after-files"] {
+            let mut killed = transform_cmd(&server, &["--force"]);
+            killed.env("IDGRAPH_TEST_EXIT_AT", point);
+            assert_eq!(exit_code(killed), Some(86), "{point}");
+            assert!(
+                !batch.join("manifest.json").exists(),
+                "{point}: a manifest over a mix of generations"
+            );
+        }
+        // The next run completes the batch: exactly the files its manifest lists.
+        assert_eq!(exit_code(transform_cmd(&server, &[])), Some(0));
+        let second = objects(&batch);
+        assert_eq!(second, listed(&batch));
+        assert!(second.len() < first.len(), "{second:?}");
+        assert!(
+            !second.iter().any(|p| p.ends_with("-00001.csv")),
+            "{second:?}"
+        );
+    }
+
+    #[test]
+    fn locally_a_kill_between_the_two_renames_gets_the_old_batch_back_on_the_next_run() {
+        let dir = tempdir();
+        datagen::generate(&datagen::Config {
+            root: dir.path().to_path_buf(),
+            records: 300,
+            ..datagen::Config::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let transform = |args: &[&str], exit_at: Option<&str>| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_transform"));
+            command
+                .arg("--input")
+                .arg(dir.path())
+                .arg("--quiet")
+                .args(args)
+                .env_remove("IDGRAPH_TEST_EXIT_AT");
+            if let Some(point) = exit_at {
+                command.env("IDGRAPH_TEST_EXIT_AT", point);
+            }
+            command.output().unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(transform(&[], None).status.success());
+        let batch = graph_dir(dir.path(), &SourceKind::Initial);
+        let old = snapshot(&batch);
+        let killed = transform(&["--force", "--gzip"], Some("between-renames"));
+        assert_eq!(killed.status.code(), Some(86));
+        assert!(
+            !batch.exists(),
+            "the kill came after the old batch moved aside"
+        );
+        // The next run of the command puts the old batch back (and so finds it transformed),
+        // and leaves nothing behind.
+        let again = transform(&[], None);
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("already transformed"),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert!(
+            snapshot(&batch) == old,
+            "the old batch did not come back whole"
+        );
+        let graph = dir.path().join("datasets/graph");
+        let leftovers: Vec<_> = fs::read_dir(&graph)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(transform(&["--force", "--gzip"], None).status.success());
+        let new = snapshot(&batch);
+        assert!(
+            new.keys()
+                .filter(|k| k.starts_with("vertices/") || k.starts_with("edges/"))
+                .all(|k| k.ends_with(".csv.gz")),
+            "{:?}",
+            new.keys().collect::<Vec<_>>()
+        );
+    }
+}
