@@ -148,6 +148,8 @@ impl Neptune {
                 let server = neptune_local::Server::start(neptune_local::Config {
                     local_source_dirs: source_dirs,
                     allowed_buckets,
+                    // Its error log keeps the data's values only when the user asked for them.
+                    show_values: plan.show_values,
                     ..neptune_local::Config::new(
                         data_dir.clone(),
                         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -569,6 +569,106 @@ mod failures {
         assert!(stderr.contains("notanumber42"), "{stderr}");
     }
 
+    /// A marked value through every path that could quote it: the transform's reject message
+    /// (transform and loader), a failed load's error log (the loader's output, and what the
+    /// endpoint keeps in its load history). Nothing prints or keeps it without --show-values;
+    /// with it, the messages quote it.
+    #[test]
+    fn a_marked_value_reaches_no_message_or_log_unless_asked() {
+        const MARK: &str = "MARKED-VALUE-7f3a";
+        let dir = tempdir();
+        let root = dir.path();
+        generate(root, 200);
+        // Ten profiles whose loyalty points are the mark: more rejects than 1% of the rows.
+        let first_party =
+            root.join("datasets/sources/initial/first_party/first_party_data_full.csv");
+        let text = std::fs::read_to_string(&first_party).unwrap_or_else(|e| panic!("{e}"));
+        let row = text.lines().nth(1).unwrap_or_default().to_owned();
+        let header = text.lines().next().unwrap_or_default().to_owned();
+        let points = header
+            .split(',')
+            .position(|c| c == "loyalty_points")
+            .unwrap_or_else(|| panic!("no loyalty_points in {header}"));
+        let mut marked: Vec<String> = row.split(',').map(str::to_owned).collect();
+        marked[points] = MARK.to_owned();
+        let mut edited = text.clone();
+        for _ in 0..10 {
+            edited.push_str(&marked.join(","));
+            edited.push('\n');
+        }
+        std::fs::write(&first_party, &edited).unwrap_or_else(|e| panic!("{e}"));
+        let transform_bin = Path::new(env!("CARGO_BIN_EXE_loader")).with_file_name("transform");
+        let transform = |extra: &[&str]| {
+            Command::new(&transform_bin)
+                .arg("--input")
+                .arg(root)
+                .arg("--quiet")
+                .args(extra)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let everything = |out: &Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        for out in [
+            transform(&[]),
+            loader_cmd(root, &["full"])
+                .output()
+                .unwrap_or_else(|e| panic!("{e}")),
+        ] {
+            let text = everything(&out);
+            assert!(!out.status.success(), "{text}");
+            assert!(
+                text.contains("first_party_data_full.csv:")
+                    && text.contains("column loyalty_points"),
+                "{text}"
+            );
+            assert!(!text.contains(MARK), "{text}");
+        }
+        for out in [
+            transform(&["--show-values"]),
+            loader_cmd(root, &["--show-values", "full"])
+                .output()
+                .unwrap_or_else(|e| panic!("{e}")),
+        ] {
+            assert!(everything(&out).contains(MARK), "{}", everything(&out));
+        }
+        // A load that fails on a marked value: neither the loader's output, its `errors`
+        // command, nor the endpoint's load history (its error log) holds the value.
+        let other = tempdir();
+        let root = other.path();
+        transformed_with_user_line(
+            root,
+            200,
+            &format!("u-mark,User,mark.user,1 Street,2001-01-01,{MARK}\n"),
+        );
+        let failed = loader_cmd(root, &["--json", "full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!failed.status.success());
+        assert!(
+            !everything(&failed).contains(MARK),
+            "{}",
+            everything(&failed)
+        );
+        let history =
+            std::fs::read(root.join("neptune-local/loads.db")).unwrap_or_else(|e| panic!("{e}"));
+        let history = String::from_utf8_lossy(&history);
+        assert!(history.contains("DATATYPE_MISMATCH") || history.contains("PARSING_ERROR"));
+        assert!(
+            !history.contains(MARK),
+            "the endpoint's error log keeps the value"
+        );
+        let asked = loader_cmd(root, &["--show-values", "full"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(everything(&asked).contains(MARK), "{}", everything(&asked));
+    }
+
     #[test]
     fn a_run_killed_during_a_load_resumes_to_the_same_graph() {
         let killed = tempdir();

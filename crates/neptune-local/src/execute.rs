@@ -135,6 +135,20 @@ impl Source {
     }
 }
 
+/// An error log message as kept: the loader's own words, which can quote a record's values (a
+/// header line, a value of the wrong type, a property's old and new value), only when asked;
+/// otherwise a message naming the code. Messages of neptune-local's own (`INTERNAL_ERROR`)
+/// quote no data and are kept.
+fn withheld(show_values: bool, code: &str, message: String) -> String {
+    if show_values || code == "INTERNAL_ERROR" {
+        return message;
+    }
+    format!(
+        "{code}: the message is withheld because it can quote the data; neptune-local keeps it \
+         with --show-values"
+    )
+}
+
 /// The worker: owns the graph store and runs loads one at a time.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -142,6 +156,9 @@ pub(crate) struct Worker {
     /// What local and S3 sources may be read.
     pub sandbox: Arc<Sandbox>,
     pub storage: Arc<Store>,
+    /// Keep the loader's messages, which can quote the data, in the error log; off, a record's
+    /// entry keeps its code, file and record number only.
+    pub show_values: bool,
     pub jobs: Arc<Jobs>,
 }
 
@@ -191,6 +208,7 @@ impl Worker {
     }
 
     fn log(&self, id: &str, code: &str, message: String, file: &str, record: u64) {
+        let message = withheld(self.show_values, code, message);
         self.jobs.update(id, false, |load| {
             load.push_error(code, message, file, record)
         });
@@ -383,6 +401,7 @@ impl Worker {
         text: &str,
         cancel: &AtomicBool,
     ) -> Result<(), Stop> {
+        let show_values = self.show_values;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut records = Records::new(text);
         let header = match records.next() {
@@ -404,7 +423,12 @@ impl Worker {
                     };
                     load.feeds[feed_index].counters.add(&c);
                     load.counters.add(&c);
-                    load.push_error(PARSING_ERROR, message, uri, 1);
+                    load.push_error(
+                        PARSING_ERROR,
+                        withheld(show_values, PARSING_ERROR, message),
+                        uri,
+                        1,
+                    );
                 });
                 return Err(Stop::Failed);
             }
@@ -417,7 +441,8 @@ impl Worker {
                 load.feeds[feed_index].counters.add(counters);
                 load.counters.add(counters);
                 for e in errors.drain(..) {
-                    load.push_error(&e.error_code, e.error_message, &e.file_name, e.record_num);
+                    let message = withheld(show_values, &e.error_code, e.error_message);
+                    load.push_error(&e.error_code, message, &e.file_name, e.record_num);
                 }
             });
             *counters = Counters::default();

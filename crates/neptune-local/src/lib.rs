@@ -93,6 +93,9 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// Record every committed change as Neptune Streams does, kept this long; `None`: off.
     pub streams: Option<Retention>,
+    /// Keep the loader's messages in the error log as Neptune words them, quoting the data;
+    /// off, an entry keeps its code, file and record number, so the log carries no values.
+    pub show_values: bool,
 }
 
 impl Config {
@@ -106,6 +109,7 @@ impl Config {
             allowed_buckets: Vec::new(),
             allowed_hosts: Vec::new(),
             allow_unauthenticated: false,
+            show_values: false,
             streams: Some(Retention::default()),
         }
     }
@@ -258,6 +262,7 @@ impl Server {
             graph,
             sandbox,
             storage,
+            show_values: config.show_values,
             jobs: jobs.clone(),
         };
         let worker = std::thread::Builder::new()

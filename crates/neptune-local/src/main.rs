@@ -56,6 +56,10 @@ enum Command {
         /// A host name requests may address besides loopback names and --addr (repeatable)
         #[arg(long = "allow-host", value_name = "NAME")]
         allow_hosts: Vec<String>,
+        /// Keep the loader's messages in the error log as Neptune words them (they quote the
+        /// data); without it an entry has its code, file and record number only
+        #[arg(long)]
+        show_values: bool,
         /// Serve a non-loopback --addr without --require-sigv4 (anyone who reaches it can load
         /// data and read the graph)
         #[arg(long)]
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             allow_dirs,
             allow_buckets,
             allow_hosts,
+            show_values,
             allow_unauthenticated,
             no_streams,
             stream_expiry_days,
@@ -176,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 local_source_dirs: allow_dirs,
                 allowed_buckets: allow_buckets,
                 allowed_hosts: allow_hosts,
+                show_values,
                 allow_unauthenticated,
                 streams: (!no_streams).then_some(Retention {
                     days: stream_expiry_days,

@@ -23,10 +23,12 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A server over `data` that may read the tests' source folders (temporary folders).
+/// A server over `data` that may read the tests' source folders (temporary folders), keeping
+/// the loader's messages (the conformance tests check them).
 fn server(data: &Path) -> Server {
     Server::start(Config {
         local_source_dirs: vec![std::env::temp_dir()],
+        show_values: true,
         ..Config::new(
             data.to_path_buf(),
             "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -1031,6 +1033,7 @@ mod access {
                 secret_access_key: SECRET.into(),
             }),
             local_source_dirs: vec![std::env::temp_dir()],
+            show_values: true,
             ..Config::new(
                 data.path().to_path_buf(),
                 "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
