@@ -147,6 +147,54 @@ impl<'a> Lock<'a> {
         })
     }
 
+    /// Writes `location` only while this lock is still this run's. Locally (an OS lock, which
+    /// only the end of the process releases) a plain write. On S3 the object's ETag is read,
+    /// the lock object is read back and must still carry this run's token and be live, and the
+    /// write is conditional on that ETag (`If-Match`; `If-None-Match: *` for a new object): a
+    /// holder paused past its lifetime, whose lock another run took, fails here instead of
+    /// overwriting what the new holder wrote.
+    pub fn write_fenced(
+        &self,
+        store: &Store,
+        location: &Location,
+        bytes: Vec<u8>,
+    ) -> Result<(), String> {
+        let Held::S3(hold) = &self.held else {
+            return store.write(location, bytes).map_err(|e| e.to_string());
+        };
+        let current = store
+            .read_versioned(location)
+            .map_err(|e| e.to_string())?
+            .map(|(_, etag)| etag);
+        match hold.read()? {
+            Some((Some(body), _)) if body.token == hold.token && body.is_live() => {}
+            _ => {
+                return Err(format!(
+                    "{location} not written: the lock {} is no longer this run's (another run \
+                     took it over)",
+                    self.location
+                ));
+            }
+        }
+        let written = match current {
+            Some(etag) => store
+                .write_if_match(location, bytes, &etag)
+                .map_err(|e| e.to_string())?
+                .is_some(),
+            None => store
+                .create_new(location, bytes)
+                .map_err(|e| e.to_string())?,
+        };
+        if !written {
+            return Err(format!(
+                "{location} not written: another writer changed it while this run held the lock \
+                 {}",
+                self.location
+            ));
+        }
+        Ok(())
+    }
+
     /// Releases the lock: locally the OS lock; on S3 a released body, written only if the
     /// lock is still this run's.
     pub fn release(mut self) -> Result<(), String> {

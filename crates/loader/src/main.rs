@@ -412,6 +412,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 neptune: &neptune,
                 progress,
                 stop: &STOP,
+                lock: &lock,
             };
             let report = if matches!(cli.command, Command::Full { .. }) {
                 runner.full()?
@@ -425,20 +426,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule { every, once } => {
             watch_signals();
             let neptune = Neptune::connect(&plan)?;
-            let runner = Runner {
-                plan: &plan,
-                store: &store,
-                neptune: &neptune,
-                progress,
-                stop: &STOP,
-            };
             let mut failed;
             loop {
                 let started = Instant::now();
+                // The lock is taken for each run and released between runs.
                 let run = loader::lock_run(&plan, &store).and_then(|lock| {
-                    let report = runner.incremental();
-                    drop(lock);
-                    report
+                    Runner {
+                        plan: &plan,
+                        store: &store,
+                        neptune: &neptune,
+                        progress,
+                        stop: &STOP,
+                        lock: &lock,
+                    }
+                    .incremental()
                 });
                 match run {
                     Ok(report) => {

@@ -253,6 +253,8 @@ pub struct Runner<'a> {
     pub progress: bool,
     /// Set by a stop signal: the run ends after the batch in flight.
     pub stop: &'a AtomicBool,
+    /// The run lock ([`lock_run`]): every state write is fenced on it.
+    pub lock: &'a Lock<'a>,
 }
 
 fn setup(e: impl std::fmt::Display) -> RunError {
@@ -681,7 +683,12 @@ fn exit_point(point: &str, context: &str) {
 impl Runner<'_> {
     fn save(&self, state: &State) -> Result<(), RunError> {
         state
-            .save(self.store, &self.plan.root, &self.plan.target_key())
+            .save(
+                self.store,
+                &self.plan.root,
+                &self.plan.target_key(),
+                self.lock,
+            )
             .map_err(setup)
     }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use idgraph_storage::{Location, Store};
+use idgraph_storage::{Location, Lock, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::neptune::LoadStatus;
@@ -114,14 +114,19 @@ impl State {
     }
 
     /// Writes the target's state into the state file, whole and at once (a temporary file, an
-    /// fsync and a rename locally; one PUT on S3). The caller holds the run lock, so no other
-    /// run changes the file between the read and the write.
-    pub fn save(&self, store: &Store, root: &Location, target: &str) -> Result<(), String> {
+    /// fsync and a rename locally; one PUT on S3), fenced on the run lock the caller holds: on
+    /// S3 the write is conditional on the lock still being this run's and on the file being
+    /// as it was read (see [`Lock::write_fenced`]).
+    pub fn save(
+        &self,
+        store: &Store,
+        root: &Location,
+        target: &str,
+        lock: &Lock<'_>,
+    ) -> Result<(), String> {
         let mut file = StateFile::load(store, root)?;
         file.targets.insert(target.to_owned(), self.clone());
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-        store
-            .write(&root.join(STATE), bytes)
-            .map_err(|e| e.to_string())
+        lock.write_fenced(store, &root.join(STATE), bytes)
     }
 }

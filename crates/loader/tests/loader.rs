@@ -336,12 +336,14 @@ mod failures {
             .faults()
             .fail_next_load("LOAD_FAILED")
             .unwrap_or_else(|e| panic!("{e}"));
+        let lock = loader::lock_run(&plan, &store).unwrap_or_else(|e| panic!("{e}"));
         let runner = Runner {
             plan: &plan,
             store: &store,
             neptune: &neptune,
             progress: false,
             stop: &stop,
+            lock: &lock,
         };
         let failed = runner.full();
         let Err(RunError::LoadFailed(failure)) = failed else {
@@ -500,12 +502,14 @@ mod failures {
         local
             .faults()
             .set_load_delay(std::time::Duration::from_secs(60));
+        let lock = loader::lock_run(&plan, &store).unwrap_or_else(|e| panic!("{e}"));
         let runner = Runner {
             plan: &plan,
             store: &store,
             neptune: &neptune,
             progress: false,
             stop: &stop,
+            lock: &lock,
         };
         let late = runner.full();
         let message = format!("{:?}", late.err());

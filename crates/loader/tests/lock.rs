@@ -155,3 +155,46 @@ fn an_s3_lock_is_renewed_while_held_and_a_run_that_loses_it_is_told() {
     drop(lock);
     assert_eq!(body(&store, &root)["token"], "thief");
 }
+
+fn never() {}
+
+/// Writes under the lock (the run state, a stream checkpoint) are fenced on it: on S3 they
+/// land only while the lock is still this run's, so a holder paused past its lease, whose lock
+/// another run took, writes nothing over the new holder's work.
+#[test]
+fn writes_fenced_on_an_s3_lock_land_only_while_it_is_held() {
+    let (_dir, _server, store, root) = s3();
+    let lock = Lock::acquire_with(
+        &store,
+        &root.join(loader::LOCK),
+        Duration::from_secs(3600),
+        never,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let state = root.join("datasets/loader/state.json");
+    lock.write_fenced(&store, &state, b"one".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
+    lock.write_fenced(&store, &state, b"two".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.read(&state).unwrap_or_default(), b"two");
+    // Another run took the lock over (as after this one's lease ran out while it was paused).
+    store
+        .write(
+            &root.join(loader::LOCK),
+            serde_json::to_vec(&serde_json::json!({
+                "token": "new-holder", "owner": "another run", "expires_at": now() + 3600
+            }))
+            .unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .write(&state, b"the new holder's".to_vec())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = lock
+        .write_fenced(&store, &state, b"stale".to_vec())
+        .err()
+        .unwrap_or_default();
+    assert!(refused.contains("no longer this run's"), "{refused}");
+    assert_eq!(store.read(&state).unwrap_or_default(), b"the new holder's");
+    drop(lock);
+}

@@ -194,12 +194,14 @@ fn load_with_spark(root: &Path, incremental: bool, conf: &[&str]) -> loader::Run
     let store = Store::default();
     let stop = AtomicBool::new(false);
     let neptune = Neptune::connect(&plan).unwrap_or_else(|e| panic!("{e}"));
+    let lock = loader::lock_run(&plan, &store).unwrap_or_else(|e| panic!("{e}"));
     let runner = Runner {
         plan: &plan,
         store: &store,
         neptune: &neptune,
         progress: false,
         stop: &stop,
+        lock: &lock,
     };
     if incremental {
         runner.incremental()

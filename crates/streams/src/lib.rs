@@ -163,12 +163,20 @@ impl Checkpoint {
         serde_json::from_slice(&bytes).map_err(|e| checkpoint_error(location, e))
     }
 
-    fn save(&self, store: &Store, location: &Location) -> Result<(), StreamError> {
+    /// Writes the checkpoint, fenced on the consumer's lease: on S3 only while the lease is
+    /// still this consumer's and the checkpoint as it was (a consumer paused past its lease
+    /// does not overwrite the one that took over).
+    fn save(
+        &self,
+        store: &Store,
+        location: &Location,
+        lease: &Lock<'_>,
+    ) -> Result<(), StreamError> {
         let mut bytes =
             serde_json::to_vec_pretty(self).map_err(|e| checkpoint_error(location, e))?;
         bytes.push(b'\n');
-        store
-            .write(location, bytes)
+        lease
+            .write_fenced(store, location, bytes)
             .map_err(|e| checkpoint_error(location, e))
     }
 }
@@ -265,7 +273,7 @@ pub fn run(
             report.recovered_files += 1;
         }
         checkpoint.intent.clear();
-        checkpoint.save(store, &location)?;
+        checkpoint.save(store, &location, &lease)?;
     }
     let client = client::Client::new(&plan.endpoint, plan.iam_region.as_deref())?;
     let files = plan.files.as_ref().map(|root| handlers::ChangeFiles {
@@ -345,7 +353,7 @@ pub fn run(
         // (its transaction may have begun before it).
         if from == From::Latest && checkpoint.position.is_none() {
             checkpoint.position = records.last().map(|r| r.event_id);
-            checkpoint.save(store, &location)?;
+            checkpoint.save(store, &location, &lease)?;
             report.started_at = checkpoint.position;
             report.position = checkpoint.position;
             continue;
@@ -367,6 +375,7 @@ pub fn run(
                     store,
                     location: &location,
                     files: files.as_ref(),
+                    lease: &lease,
                 },
                 &mut checkpoint,
                 cache.as_mut(),
@@ -413,6 +422,8 @@ struct Handlers<'a> {
     store: &'a Store,
     location: &'a Location,
     files: Option<&'a handlers::ChangeFiles>,
+    /// The consumer's lease: checkpoint writes are fenced on it.
+    lease: &'a Lock<'a>,
 }
 
 /// Hands one batch to the handlers, its intent saved before and its position after; returns
@@ -428,7 +439,7 @@ fn handle_batch(
     let planned = h.files.map(|f| f.plan(records)).unwrap_or_default();
     if !planned.is_empty() {
         checkpoint.intent = planned.iter().map(|(l, _)| l.to_string()).collect();
-        checkpoint.save(h.store, h.location)?;
+        checkpoint.save(h.store, h.location, h.lease)?;
     }
     exit_point("after-intent", batch_number);
     if let Some(files) = h.files {
@@ -458,7 +469,7 @@ fn handle_batch(
     checkpoint.intent.clear();
     checkpoint.records += records.len() as u64;
     checkpoint.batches += 1;
-    checkpoint.save(h.store, h.location)?;
+    checkpoint.save(h.store, h.location, h.lease)?;
     exit_point("after-checkpoint", batch_number);
     Ok(written)
 }

@@ -43,12 +43,14 @@ fn loaded_root() -> tempfile::TempDir {
     let store = Store::default();
     let neptune = loader::Neptune::connect(&plan).unwrap_or_else(|e| panic!("{e}"));
     let stop = AtomicBool::new(false);
+    let lock = loader::lock_run(&plan, &store).unwrap_or_else(|e| panic!("{e}"));
     let runner = loader::Runner {
         plan: &plan,
         store: &store,
         neptune: &neptune,
         progress: false,
         stop: &stop,
+        lock: &lock,
     };
     generate(None);
     runner.full().unwrap_or_else(|e| panic!("{e}"));
