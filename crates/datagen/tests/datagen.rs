@@ -1297,5 +1297,33 @@ mod s3 {
         for write in &writes {
             assert_eq!(write.encryption.as_deref(), Some("AES256"), "{write:?}");
         }
+        // The incremental batch was marked in progress before its first file and until its
+        // last (the population state last of all); the equal snapshots show the mark is gone.
+        let requests = server.requests();
+        // (method, path without the query) of each request, in order.
+        let at = |method: &str, wanted: &dyn Fn(&str) -> bool| -> Vec<usize> {
+            requests
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.method == method && wanted(r.target.split('?').next().unwrap_or_default())
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let marker_name = ".in-progress-20260102_000000";
+        let marker = at("PUT", &|p| p.ends_with(marker_name));
+        let files = at("PUT", &|p| p.contains("/20260102_000000/"));
+        let state = at("PUT", &|p| p.ends_with("datagen_state.json"));
+        let unmarked = at("DELETE", &|p| p.ends_with(marker_name));
+        assert!(
+            marker.len() == 1 && unmarked.len() == 1 && files.len() == 4,
+            "{requests:?}"
+        );
+        let last_state = state.last().copied().unwrap_or_default();
+        assert!(
+            marker[0] < files[0] && files[3] < last_state && last_state < unmarked[0],
+            "{marker:?} {files:?} {state:?} {unmarked:?}"
+        );
     }
 }

@@ -26,14 +26,14 @@ impl Sandbox {
         if self.buckets.iter().any(|b| b == bucket) {
             return Ok(());
         }
+        let allowed = if self.buckets.is_empty() {
+            "no S3 bucket".to_owned()
+        } else {
+            format!("only the S3 buckets {}", self.buckets.join(", "))
+        };
         Err(format!(
-            "Access denied to the source {source}: neptune-local may read S3 bucket {} only; \
-             start it with --allow-bucket {bucket} to allow it",
-            if self.buckets.is_empty() {
-                "none".to_owned()
-            } else {
-                self.buckets.join(", ")
-            }
+            "Access denied to the source {source}: neptune-local may read {allowed}; start it \
+             with --allow-bucket {bucket} to allow it"
         ))
     }
 

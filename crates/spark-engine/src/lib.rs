@@ -228,3 +228,48 @@ pub fn run_batch(
         EnginePlan::Glue(glue) => glue::run(glue, job, store, stop),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The job's arguments (what spark-submit and Glue both pass) carry the encryption, its
+    /// KMS key and --show-values: settings that used to stop at the Rust side.
+    #[test]
+    fn encryption_and_show_values_reach_the_jobs_arguments() {
+        let job = |encryption| BatchJob {
+            input: Location::Local("in".into()),
+            output: Location::Local("out".into()),
+            kind: SourceKind::Initial,
+            mapping_toml: String::new(),
+            max_reject_rate: 0.01,
+            max_file_bytes: 1,
+            gzip: false,
+            force: false,
+            encryption,
+            show_values: true,
+        };
+        let args = |encryption| -> Vec<(String, String)> {
+            job(encryption)
+                .arguments("schema", "mapping")
+                .into_iter()
+                .filter(|(k, _)| {
+                    ["--encryption", "--kms-key-id", "--show-values"].contains(&k.as_str())
+                })
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            args(idgraph_storage::Encryption::Kms(Some("key-1".into()))),
+            [
+                pair("--encryption", "aws:kms"),
+                pair("--show-values", "true"),
+                pair("--kms-key-id", "key-1")
+            ]
+        );
+        assert_eq!(
+            args(idgraph_storage::Encryption::None),
+            [pair("--encryption", "none"), pair("--show-values", "true")]
+        );
+    }
+}
