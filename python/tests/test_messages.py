@@ -51,3 +51,26 @@ class Messages(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Reclaim(unittest.TestCase):
+    """The job's reclaim of killed publishes, as idgraph_core::publish::reclaim does it."""
+
+    def test_a_batch_moved_aside_comes_back_and_dead_runs_leftovers_go(self):
+        import tempfile
+        dead = "4194311"  # above the kernel's largest pid
+        with tempfile.TemporaryDirectory() as root:
+            graph = os.path.join(root, "datasets", "graph")
+            aside = os.path.join(graph, f".replaced-initial-{dead}")
+            staged = os.path.join(graph, f".staging-initial-{dead}-123")
+            mine = os.path.join(graph, f".staging-initial-{os.getpid()}-9")
+            inc_aside = os.path.join(graph, "incremental", f".replaced-20260101_000000-{dead}")
+            for folder in (aside, staged, mine, inc_aside, os.path.join(graph, "incremental", "20260101_000000")):
+                os.makedirs(folder)
+            with open(os.path.join(aside, "manifest.json"), "w") as f:
+                f.write("old")
+            job.reclaim(graph)
+            with open(os.path.join(graph, "initial", "manifest.json")) as f:
+                self.assertEqual(f.read(), "old")
+            self.assertEqual(sorted(os.listdir(graph)), sorted([".staging-initial-%d-9" % os.getpid(), "incremental", "initial"]))
+            self.assertEqual(os.listdir(os.path.join(graph, "incremental")), ["20260101_000000"])

@@ -404,7 +404,7 @@ impl Store {
                 let fail = |e: std::io::Error| {
                     StorageError(format!("cannot write {}: {e}", path.display()))
                 };
-                let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
+                let mut temp = fresh_temp_beside(path).map_err(fail)?;
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
                 fill(&mut out).map_err(fail)?;
                 std::io::Write::flush(&mut out).map_err(fail)?;
@@ -890,9 +890,17 @@ fn list_local(root: &Path) -> Result<Vec<Object>, Error> {
 fn write_local(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
     let fail = |e: std::io::Error| StorageError(format!("cannot write {}: {e}", path.display()));
-    let mut temp = idgraph_core::process::temp_file_beside(path).map_err(fail)?;
+    let mut temp = fresh_temp_beside(path).map_err(fail)?;
     temp.write_all(bytes).map_err(fail)?;
     commit_local(path, temp)
+}
+
+/// A temporary file to write `path` through, once what an earlier write of `path` killed
+/// before its rename left beside it (its temporary files) is gone: the next write reclaims
+/// them, so a killed run leaves nothing behind for long.
+fn fresh_temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    idgraph_core::process::remove_temp_files_beside(path)?;
+    idgraph_core::process::temp_file_beside(path)
 }
 
 /// Puts a fully written temporary file in place of `path`, durably.

@@ -311,3 +311,31 @@ fn a_streamed_write_lands_whole_or_not_at_all() {
     assert!(store.write_streamed(&fresh, fail).is_err());
     assert!(!store.exists(&fresh).unwrap_or_else(|e| panic!("{e}")));
 }
+
+/// What a write killed before its rename leaves beside its file (a hidden temporary file) is
+/// reclaimed by the next write of that file, plain or streamed.
+#[test]
+fn a_killed_writes_temporary_files_go_with_the_next_write() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::default();
+    for (name, streamed) in [("state.json", false), ("graph.csv", true)] {
+        let path = dir.path().join(name);
+        let left = dir.path().join(format!(".{name}.a1B2c3.tmp"));
+        std::fs::write(&left, b"half of it").unwrap_or_else(|e| panic!("{e}"));
+        let other = dir.path().join(".other.json.x.tmp");
+        std::fs::write(&other, b"another file's").unwrap_or_else(|e| panic!("{e}"));
+        let location = Location::Local(path.clone());
+        if streamed {
+            store
+                .write_streamed(&location, |out| out.write_all(b"whole"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        } else {
+            store
+                .write(&location, b"whole".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(!left.exists(), "{} is still there", left.display());
+        assert!(other.exists(), "another file's temporary file went too");
+        assert_eq!(std::fs::read(&path).unwrap_or_default(), b"whole");
+    }
+}

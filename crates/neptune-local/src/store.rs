@@ -630,21 +630,7 @@ impl GraphStore {
                 v.0.push(label);
             }
         }
-        for row in self
-            .conn
-            .prepare("SELECT vk, name, value, type FROM vertex_prop ORDER BY vk, name, value")?
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    Property {
-                        name: r.get(1)?,
-                        value: r.get(2)?,
-                        type_name: r.get(3)?,
-                    },
-                ))
-            })?
-        {
-            let (vk, property) = row?;
+        for (vk, property) in self.keyed_properties("vertex_prop", "vk")? {
             if let Some(v) = by_key.get(&vk).and_then(|id| dump.vertices.get_mut(id)) {
                 v.1.push(property);
             }
@@ -676,9 +662,24 @@ impl GraphStore {
             );
             edge_ids.insert(ek, id);
         }
-        for row in self
-            .conn
-            .prepare("SELECT ek, name, value, type FROM edge_prop ORDER BY ek, name")?
+        for (ek, property) in self.keyed_properties("edge_prop", "ek")? {
+            if let Some(e) = edge_ids.get(&ek).and_then(|id| dump.edges.get_mut(id)) {
+                e.properties.push(property);
+            }
+        }
+        Ok(dump)
+    }
+
+    /// Every property of a property table with its element's key, ordered by key, name, value.
+    fn keyed_properties(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> Result<Vec<(i64, Property)>, rusqlite::Error> {
+        self.conn
+            .prepare(&format!(
+                "SELECT {key}, name, value, type FROM {table} ORDER BY {key}, name, value"
+            ))?
             .query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -689,13 +690,7 @@ impl GraphStore {
                     },
                 ))
             })?
-        {
-            let (ek, property) = row?;
-            if let Some(e) = edge_ids.get(&ek).and_then(|id| dump.edges.get_mut(id)) {
-                e.properties.push(property);
-            }
-        }
-        Ok(dump)
+            .collect()
     }
 
     /// The vertices `key` names: the vertex with that id, or else every vertex with a property

@@ -1205,42 +1205,60 @@ mod access {
     /// `neptune-local serve` started from `/`, as a service is: the working directory is not
     /// a folder it may read, so `/etc/passwd` is refused and nothing of it reaches the error
     /// log; its own data folder is allowed.
-    #[test]
-    fn a_server_started_from_the_root_folder_reads_only_its_data_folder() {
-        let data = tempdir();
+    /// `neptune-local serve ARGS --addr 127.0.0.1:PORT` in its own process, killed on drop,
+    /// once it accepts connections; and its address.
+    fn serve_process(mut command: std::process::Command) -> (ServeProcess, std::net::SocketAddr) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"))
-            .current_dir("/")
-            .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
-            .arg(data.path())
+        let child = command
+            .args(["--addr", &addr.to_string()])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
-        struct Kill(std::process::Child);
-        impl Drop for Kill {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _child = Kill(child);
+        let child = ServeProcess(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(std::time::Instant::now() < deadline, "it did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        (child, addr)
+    }
+
+    struct ServeProcess(std::process::Child);
+
+    impl Drop for ServeProcess {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A start request's JSON body for `source`.
+    fn start_body(source: &str) -> String {
+        format!(
+            r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
+        )
+    }
+
+    /// `neptune-local serve` started from `/`, as a service is: the working directory is not
+    /// a folder it may read, so `/etc/passwd` is refused and nothing of it reaches the error
+    /// log; its own data folder is allowed.
+    #[test]
+    fn a_server_started_from_the_root_folder_reads_only_its_data_folder() {
+        let data = tempdir();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"));
+        command
+            .current_dir("/")
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data.path());
+        let (_child, addr) = serve_process(command);
         let json = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
-        let body = |source: &str| {
-            format!(
-                r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
-            )
-        };
         for source in ["/etc/passwd", "etc/passwd", "file:///etc/passwd"] {
-            let answer = raw_with(addr, "POST", "/loader", &json, &body(source));
+            let answer = raw_with(addr, "POST", "/loader", &json, &start_body(source));
             assert!(
                 answer.starts_with("HTTP/1.1 400") && answer.contains("outside the folders"),
                 "{source}: {answer}"
@@ -1255,7 +1273,7 @@ mod access {
             "POST",
             "/loader",
             &json,
-            &body(&inside.display().to_string()),
+            &start_body(&inside.display().to_string()),
         );
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
@@ -1272,49 +1290,31 @@ mod access {
             "~id,~label\nsecret-id,A\n",
         );
         let s3 = testkit::LocalS3::start(s3_root.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_neptune-local"));
         s3.aws_env(&mut command)
-            .args([
-                "serve",
-                "--addr",
-                &addr.to_string(),
-                "--allow-bucket",
-                "allowed",
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .stderr(std::process::Stdio::null());
-        struct Kill(std::process::Child);
-        impl Drop for Kill {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _child = Kill(command.spawn().unwrap_or_else(|e| panic!("{e}")));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "it did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .args(["serve", "--allow-bucket", "allowed", "--data-dir"])
+            .arg(data.path());
+        let (_child, addr) = serve_process(command);
         let json = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
-        let body = |source: &str| {
-            format!(
-                r#"{{"source":"{source}","format":"csv","iamRoleArn":"{ROLE}","region":"us-east-1"}}"#
-            )
-        };
-        let refused = raw_with(addr, "POST", "/loader", &json, &body("s3://private/v/"));
+        let refused = raw_with(
+            addr,
+            "POST",
+            "/loader",
+            &json,
+            &start_body("s3://private/v/"),
+        );
         assert!(
             refused.starts_with("HTTP/1.1 400") && refused.contains("--allow-bucket private"),
             "{refused}"
         );
         assert!(!refused.contains("secret-id"), "{refused}");
-        let accepted = raw_with(addr, "POST", "/loader", &json, &body("s3://allowed/v/"));
+        let accepted = raw_with(
+            addr,
+            "POST",
+            "/loader",
+            &json,
+            &start_body("s3://allowed/v/"),
+        );
         assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
     }
 
