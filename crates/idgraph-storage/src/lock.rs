@@ -294,11 +294,24 @@ impl S3Hold {
     }
 
     fn read(&self) -> Result<Option<(Option<LockBody>, String)>, String> {
-        Ok(self
-            .store
-            .read_versioned(&self.location)
-            .map_err(|e| e.to_string())?
-            .map(|(bytes, etag)| (serde_json::from_slice(&bytes).ok(), etag)))
+        // A read can fail in passing (a network error; on an S3-compatible server that writes
+        // objects in place, a body read while another run writes it fails its checksum):
+        // read again after a pause before giving up.
+        let mut attempt = 0;
+        loop {
+            match self.store.read_versioned(&self.location) {
+                Ok(found) => {
+                    return Ok(
+                        found.map(|(bytes, etag)| (serde_json::from_slice(&bytes).ok(), etag))
+                    );
+                }
+                Err(_) if attempt < 2 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Takes the lock: creates it, or takes over an expired or released one by a write fenced
