@@ -64,6 +64,11 @@ fn run_ok(mut command: Command) -> Output {
     out
 }
 
+/// Runs a command that must succeed and prints JSON; that JSON.
+fn run_json(command: Command) -> serde_json::Value {
+    serde_json::from_slice(&run_ok(command).stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn graph_stats(root: &Path) -> neptune_local::Stats {
     neptune_local::GraphStore::open(&root.join("neptune-local").join(neptune_local::GRAPH_FILE))
         .and_then(|g| g.stats())
@@ -231,13 +236,9 @@ mod runs {
         assert_eq!(stats.edge_labels, distinct_ids(root, "edges"));
 
         // A re-run does nothing: nothing newer than the watermark, and full is already loaded.
-        let again = run_ok(loader_cmd(root, &["--json", "incremental"]));
-        let again: serde_json::Value =
-            serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let again = run_json(loader_cmd(root, &["--json", "incremental"]));
         assert_eq!(again["batches"].as_array().map(Vec::len), Some(0));
-        let full = run_ok(loader_cmd(root, &["--json", "full"]));
-        let full: serde_json::Value =
-            serde_json::from_slice(&full.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let full = run_json(loader_cmd(root, &["--json", "full"]));
         assert_eq!(full["batches"][0]["already_loaded"], true);
         assert_eq!(graph_stats(root), stats);
     }
@@ -754,20 +755,16 @@ mod failures {
             serde_json::json!(stats.vertex_labels.keys().collect::<Vec<_>>())
         );
         // Each target holds the batch; a second run into either loads nothing.
-        let state = run_ok(loader_cmd(root, &["state"]));
-        let state: serde_json::Value =
-            serde_json::from_slice(&state.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let state = run_json(loader_cmd(root, &["state"]));
         let targets = state["targets"].as_object().cloned().unwrap_or_default();
         assert_eq!(targets.len(), 2, "{state}");
         for (_, target) in targets {
             assert_eq!(target["batches"]["initial"]["stage"], "loaded");
         }
-        let again = run_ok(loader_cmd(
+        let again = run_json(loader_cmd(
             root,
             &["--json", "--neptune-data-dir", &other_arg, "full"],
         ));
-        let again: serde_json::Value =
-            serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again["batches"][0]["already_loaded"], true);
     }
 
@@ -829,9 +826,7 @@ mod failures {
             "{stderr}"
         );
         // With --force it is transformed again with the configured mapping, and loaded.
-        let forced = run_ok(loader_cmd(root, &["--json", "--force", "full"]));
-        let forced: serde_json::Value =
-            serde_json::from_slice(&forced.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let forced = run_json(loader_cmd(root, &["--json", "--force", "full"]));
         assert_eq!(forced["batches"][0]["transformed"], true);
         assert_eq!(forced["batches"][0]["already_loaded"], false);
         assert!(graph_stats(root).edge_labels.contains_key("inCountry"));
@@ -868,21 +863,17 @@ mod failures {
                 "{args:?}: {stderr}"
             );
         }
-        let forced = run_ok(loader_cmd(
+        let forced = run_json(loader_cmd(
             root,
             &["--json", "--gzip", "true", "--force", "full"],
         ));
-        let forced: serde_json::Value =
-            serde_json::from_slice(&forced.stdout).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(forced["batches"][0]["transformed"], true);
         assert!(
             root.join("datasets/graph/initial/vertices/User-00000.csv.gz")
                 .exists()
         );
         // Made with the settings given now: taken as it is.
-        let again = run_ok(loader_cmd(root, &["--json", "--gzip", "true", "full"]));
-        let again: serde_json::Value =
-            serde_json::from_slice(&again.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let again = run_json(loader_cmd(root, &["--json", "--gzip", "true", "full"]));
         assert_eq!(again["batches"][0]["transformed"], false);
     }
 
@@ -953,9 +944,7 @@ mod failures {
         })
         .unwrap_or_else(|e| panic!("{e}"));
         // The dry run says what the run then does.
-        let dry = run_ok(loader_cmd(root, &["--json", "full", "--dry-run"]));
-        let dry: serde_json::Value =
-            serde_json::from_slice(&dry.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let dry = run_json(loader_cmd(root, &["--json", "full", "--dry-run"]));
         assert_eq!(dry[0]["already_loaded"], false);
         let out = run_ok(loader_cmd(root, &["--json", "full"]));
         let report: serde_json::Value =
