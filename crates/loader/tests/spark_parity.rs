@@ -526,6 +526,7 @@ fn spark_job_on_s3(
     server: &testkit::LocalS3,
     prefix: &str,
     reject_rate: f64,
+    extra: &[&str],
 ) -> std::process::Output {
     let (submit, python) = spark();
     let root = format!("s3://data/{prefix}");
@@ -543,6 +544,7 @@ fn spark_job_on_s3(
         .arg("--mapping")
         .arg(schemas.join("graph.toml"))
         .args(["--max-reject-rate", &reject_rate.to_string()])
+        .args(extra)
         .env("PYSPARK_PYTHON", &python)
         .env("PYSPARK_DRIVER_PYTHON", &python);
     server.aws_env(&mut command);
@@ -561,15 +563,48 @@ fn on_s3_the_job_writes_the_batch_encrypted_and_nothing_of_a_failing_one() {
         &rust.join("datasets/sources"),
         &clean.join("datasets/sources"),
     );
-    let output = spark_job_on_s3(&server, "clean", 0.01);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let initial = Path::new("datasets/graph/initial");
-    let n = assert_same_batch(&rust.join(initial), &clean.join(initial));
-    assert!(n > 1_000, "{n} elements");
+    // Generations of one batch on S3, written in place: many small files, then fewer larger
+    // ones. Each leaves exactly the objects its manifest lists (the loader reads every object
+    // under the prefix, listed or not), and equals the Rust batch.
+    let mut files_before = usize::MAX;
+    for extra in [
+        &[][..],
+        &["--max-file-bytes", "300", "--force", "true"][..],
+        &["--force", "true"][..],
+    ] {
+        let output = spark_job_on_s3(&server, "clean", 0.01, extra);
+        assert!(
+            output.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let n = assert_same_batch(&rust.join(initial), &clean.join(initial));
+        assert!(n > 1_000, "{n} elements");
+        let mut listed: Vec<String> = manifest(&clean.join(initial))["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| f["path"].as_str().unwrap_or_default().to_owned())
+            .chain(["manifest.json".to_owned(), "rejects.csv".to_owned()])
+            .collect();
+        listed.sort();
+        let stored: Vec<String> = testkit::snapshot(&clean.join(initial))
+            .into_keys()
+            .filter(|k| !k.rsplit('/').next().unwrap_or_default().starts_with('.'))
+            .collect();
+        assert_eq!(
+            stored, listed,
+            "{extra:?}: objects the manifest does not list"
+        );
+        if extra.is_empty() {
+            continue;
+        }
+        if files_before != usize::MAX {
+            assert!(stored.len() < files_before, "{extra:?}: {stored:?}");
+        }
+        files_before = stored.len();
+    }
 
     // On S3 the graph's files are written in place: with too many rejects (the golden rows'),
     // the job fails before writing any, leaving rejects.csv alone.
@@ -578,7 +613,7 @@ fn on_s3_the_job_writes_the_batch_encrypted_and_nothing_of_a_failing_one() {
         &workspace().join("crates/transform/tests/fixtures/golden/input/datasets"),
         &golden.join("datasets"),
     );
-    let output = spark_job_on_s3(&server, "golden", 0.01);
+    let output = spark_job_on_s3(&server, "golden", 0.01, &[]);
     let said = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     assert!(
