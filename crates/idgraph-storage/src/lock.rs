@@ -147,25 +147,31 @@ impl<'a> Lock<'a> {
         })
     }
 
-    /// Writes `location` only while this lock is still this run's. Locally (an OS lock, which
-    /// only the end of the process releases) a plain write. On S3 the object's ETag is read,
-    /// the lock object is read back and must still carry this run's token and be live, and the
-    /// write is conditional on that ETag (`If-Match`; `If-None-Match: *` for a new object): a
-    /// holder paused past its lifetime, whose lock another run took, fails here instead of
-    /// overwriting what the new holder wrote.
-    pub fn write_fenced(
+    /// Replaces `location` with what `update` makes of its current content (`None`: no such
+    /// object), only while this lock is still this run's. Locally (an OS lock, which only the
+    /// end of the process releases) a plain read and write. On S3 the object and its ETag are
+    /// read once, `update` runs on that content, the lock object is read back and must still
+    /// carry this run's token and be live, and the write is conditional on that ETag
+    /// (`If-Match`; `If-None-Match: *` for a new object). So the write lands only on the
+    /// version the update was made from, and a holder paused past its lifetime, whose lock
+    /// another run took, fails here instead of overwriting what the new holder wrote.
+    pub fn update_fenced(
         &self,
         store: &Store,
         location: &Location,
-        bytes: Vec<u8>,
+        update: impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, String>,
     ) -> Result<(), String> {
         let Held::S3(hold) = &self.held else {
+            let current = if store.exists(location).map_err(|e| e.to_string())? {
+                Some(store.read(location).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            let bytes = update(current.as_deref())?;
             return store.write(location, bytes).map_err(|e| e.to_string());
         };
-        let current = store
-            .read_versioned(location)
-            .map_err(|e| e.to_string())?
-            .map(|(_, etag)| etag);
+        let current = store.read_versioned(location).map_err(|e| e.to_string())?;
+        let bytes = update(current.as_ref().map(|(bytes, _)| bytes.as_slice()))?;
         match hold.read()? {
             Some((Some(body), _)) if body.token == hold.token && body.is_live() => {}
             _ => {
@@ -177,7 +183,7 @@ impl<'a> Lock<'a> {
             }
         }
         let written = match current {
-            Some(etag) => store
+            Some((_, etag)) => store
                 .write_if_match(location, bytes, &etag)
                 .map_err(|e| e.to_string())?
                 .is_some(),

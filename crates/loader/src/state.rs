@@ -92,7 +92,11 @@ impl StateFile {
             return Ok(StateFile::default());
         }
         let bytes = store.read(&location).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes)
+        StateFile::parse(&location, &bytes)
+    }
+
+    fn parse(location: &Location, bytes: &[u8]) -> Result<StateFile, String> {
+        serde_json::from_slice(bytes)
             .map_err(|e| format!("{location}: the run state is unreadable: {e}"))
     }
 }
@@ -114,9 +118,10 @@ impl State {
     }
 
     /// Writes the target's state into the state file, whole and at once (a temporary file, an
-    /// fsync and a rename locally; one PUT on S3), fenced on the run lock the caller holds: on
-    /// S3 the write is conditional on the lock still being this run's and on the file being
-    /// as it was read (see [`Lock::write_fenced`]).
+    /// fsync and a rename locally; one PUT on S3), fenced on the run lock the caller holds: the
+    /// file is read once, this target's state put into it, and on S3 the write lands only if
+    /// the lock is still this run's and the file is still the version read (see
+    /// [`Lock::update_fenced`]).
     pub fn save(
         &self,
         store: &Store,
@@ -124,9 +129,14 @@ impl State {
         target: &str,
         lock: &Lock<'_>,
     ) -> Result<(), String> {
-        let mut file = StateFile::load(store, root)?;
-        file.targets.insert(target.to_owned(), self.clone());
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-        lock.write_fenced(store, &root.join(STATE), bytes)
+        let location = root.join(STATE);
+        lock.update_fenced(store, &location, |current| {
+            let mut file = match current {
+                Some(bytes) => StateFile::parse(&location, bytes)?,
+                None => StateFile::default(),
+            };
+            file.targets.insert(target.to_owned(), self.clone());
+            serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())
+        })
     }
 }

@@ -342,37 +342,27 @@ fn check(point: &str, parts: usize) {
 
 /// The first few elements that differ between two graphs, for the failure message.
 fn graph_difference(got: &neptune_local::GraphDump, want: &neptune_local::GraphDump) -> String {
-    let mut out = Vec::new();
-    for (id, v) in &want.vertices {
-        if got.vertices.get(id) != Some(v) {
-            out.push(format!(
-                "vertex {id}: {:?} instead of {v:?}",
-                got.vertices.get(id)
-            ));
-        }
-    }
-    out.extend(
-        got.vertices
-            .keys()
-            .filter(|id| !want.vertices.contains_key(*id))
-            .map(|id| format!("extra vertex {id}")),
-    );
-    for (id, e) in &want.edges {
-        if got.edges.get(id) != Some(e) {
-            out.push(format!(
-                "edge {id}: {:?} instead of {e:?}",
-                got.edges.get(id)
-            ));
-        }
-    }
-    out.extend(
-        got.edges
-            .keys()
-            .filter(|id| !want.edges.contains_key(*id))
-            .map(|id| format!("extra edge {id}")),
-    );
+    let mut out = differences("vertex", &got.vertices, &want.vertices);
+    out.extend(differences("edge", &got.edges, &want.edges));
     out.truncate(5);
     out.join("\n")
+}
+
+/// The elements of one kind that differ, are missing or are extra in `got`.
+fn differences<V: PartialEq + std::fmt::Debug>(
+    kind: &str,
+    got: &BTreeMap<String, V>,
+    want: &BTreeMap<String, V>,
+) -> Vec<String> {
+    want.iter()
+        .filter(|(id, v)| got.get(*id) != Some(*v))
+        .map(|(id, v)| format!("{kind} {id}: {:?} instead of {v:?}", got.get(id)))
+        .chain(
+            got.keys()
+                .filter(|id| !want.contains_key(*id))
+                .map(|id| format!("extra {kind} {id}")),
+        )
+        .collect()
 }
 
 #[test]

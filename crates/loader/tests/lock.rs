@@ -172,11 +172,31 @@ fn writes_fenced_on_an_s3_lock_land_only_while_it_is_held() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let state = root.join("datasets/loader/state.json");
-    lock.write_fenced(&store, &state, b"one".to_vec())
-        .unwrap_or_else(|e| panic!("{e}"));
-    lock.write_fenced(&store, &state, b"two".to_vec())
-        .unwrap_or_else(|e| panic!("{e}"));
+    lock.update_fenced(&store, &state, |current| {
+        assert_eq!(current, None);
+        Ok(b"one".to_vec())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The update is made from the version read, and the write lands on it.
+    lock.update_fenced(&store, &state, |current| {
+        assert_eq!(current, Some(&b"one"[..]));
+        Ok(b"two".to_vec())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(store.read(&state).unwrap_or_default(), b"two");
+    // Another writer changes the file between this run's read and its write: the write, made
+    // from the version read, does not land over it.
+    let conflict = lock
+        .update_fenced(&store, &state, |_| {
+            store
+                .write(&state, b"meanwhile".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"));
+            Ok(b"from the old version".to_vec())
+        })
+        .err()
+        .unwrap_or_default();
+    assert!(conflict.contains("another writer changed it"), "{conflict}");
+    assert_eq!(store.read(&state).unwrap_or_default(), b"meanwhile");
     // Another run took the lock over (as after this one's lease ran out while it was paused).
     store
         .write(
@@ -191,7 +211,7 @@ fn writes_fenced_on_an_s3_lock_land_only_while_it_is_held() {
         .write(&state, b"the new holder's".to_vec())
         .unwrap_or_else(|e| panic!("{e}"));
     let refused = lock
-        .write_fenced(&store, &state, b"stale".to_vec())
+        .update_fenced(&store, &state, |_| Ok(b"stale".to_vec()))
         .err()
         .unwrap_or_default();
     assert!(refused.contains("no longer this run's"), "{refused}");

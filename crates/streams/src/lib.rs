@@ -176,7 +176,7 @@ impl Checkpoint {
             serde_json::to_vec_pretty(self).map_err(|e| checkpoint_error(location, e))?;
         bytes.push(b'\n');
         lease
-            .write_fenced(store, location, bytes)
+            .update_fenced(store, location, |_| Ok(bytes))
             .map_err(|e| checkpoint_error(location, e))
     }
 }
